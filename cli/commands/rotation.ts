@@ -1,0 +1,215 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
+import { loadTemporalConfig } from '../../shared/config';
+import { integrationAttribute, phaseAttribute, providerAttribute } from '../../shared/search-attributes';
+import { rotationWorkflowId } from '../../shared/task-queues';
+import type { RotationResult, RotationState } from '../../workflows/rotation-types';
+import { finishGraceSignal, rollbackSignal, rotateKey, stateQuery } from '../../workflows/rotate-key';
+import { OperationFailedError, UsageError } from '../errors';
+import { loadIntegrationSpec } from '../integrations';
+import { connectClient } from '../temporal-client';
+
+export interface RotateOptions {
+  file: string;
+  dryRun?: boolean;
+  wait?: boolean;
+}
+
+/** `rotor rotate <integration>`: starts one rotation, and with --wait follows it to the end. */
+export async function runRotateCommand(integrationId: string, options: RotateOptions, client?: Client): Promise<number> {
+  const integration = loadIntegrationSpec(options.file, integrationId);
+  const config = loadTemporalConfig();
+  client ??= await connectClient(config);
+  const workflowId = rotationWorkflowId(integration.id);
+
+  let handle: WorkflowHandleWithFirstExecutionRunId<typeof rotateKey>;
+  try {
+    handle = await client.workflow.start(rotateKey, {
+      taskQueue: config.taskQueue,
+      workflowId,
+      args: [{ integration, dryRun: Boolean(options.dryRun), taskQueue: config.taskQueue, requestedBy: process.env.USER || 'cli' }],
+      // One rotation per integration: a second start while one runs is refused, a finished one may be followed by a new one.
+      workflowIdConflictPolicy: 'FAIL',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      typedSearchAttributes: [
+        { key: integrationAttribute, value: integration.id },
+        { key: providerAttribute, value: integration.provider },
+        { key: phaseAttribute, value: 'planning' },
+      ],
+      staticSummary: `${options.dryRun ? 'Dry run: rotate' : 'Rotate'} ${integration.id} (${integration.provider}) into ${integration.vaultPath}`,
+    });
+  } catch (error) {
+    if (error instanceof WorkflowExecutionAlreadyStartedError) {
+      const phase = await queryState(client.workflow.getHandle(workflowId)).then((state) => state?.phase ?? 'unknown');
+      throw new UsageError(
+        `A rotation of ${integration.id} is already running (workflow ${workflowId}, phase ${phase}); Rotor runs one rotation per integration at a time. ` +
+          `Follow it with \`rotor status ${integration.id}\`${phase === 'grace' ? `, or end its grace with \`rotor finish-grace ${integration.id}\`` : ''}.`,
+      );
+    }
+    throw error;
+  }
+
+  const runId = handle.firstExecutionRunId;
+  console.log(`${options.dryRun ? 'Dry run of' : 'Started'} rotation of ${integration.id}: workflow ${workflowId}, run ${runId}`);
+  if (!options.wait && !options.dryRun) {
+    console.log(`Follow it with \`rotor status ${integration.id}\`${uiLink(workflowId, runId, config.namespace)}.`);
+    return 0;
+  }
+  return followRotation(handle, integration.id);
+}
+
+/** Prints each phase as the rotation enters it, then the outcome. Returns the exit code. */
+export async function followRotation(handle: WorkflowHandle<typeof rotateKey>, integrationId: string): Promise<number> {
+  let lastPhase: string | undefined;
+  const printPhase = (state: RotationState | undefined): void => {
+    if (state && state.phase !== lastPhase) {
+      lastPhase = state.phase;
+      const time = (state.phaseStartedAt[state.phase] ?? new Date().toISOString()).slice(11, 19);
+      const note = state.phase === 'grace' && state.graceEndsAt ? ` (until ${state.graceEndsAt.slice(11, 19)})` : '';
+      console.log(`  ${time}  ${state.phase}${note}`);
+    }
+  };
+
+  let outcome: RotationResult | undefined;
+  let failure: unknown;
+  const result = handle.result().then(
+    (value) => {
+      outcome = value;
+    },
+    (error: unknown) => {
+      failure = error;
+    },
+  );
+  while (outcome === undefined && failure === undefined) {
+    printPhase(await queryState(handle));
+    await Promise.race([result, delay(500)]);
+  }
+
+  if (failure !== undefined) {
+    const message = failure instanceof WorkflowFailedError ? (failure.cause?.message ?? failure.message) : (failure as Error).message;
+    console.log(`  ${new Date().toISOString().slice(11, 19)}  failed`);
+    throw new OperationFailedError(`Rotation of ${integrationId} failed: ${message}`);
+  }
+  const state = (outcome as RotationResult).state;
+  for (const phase of Object.keys(state.phaseStartedAt)) {
+    printPhase({ ...state, phase } as RotationState);
+  }
+  printOutcome(outcome as RotationResult);
+  return 0;
+}
+
+function printOutcome({ outcome, state }: RotationResult): void {
+  if (outcome === 'dry-run') {
+    console.log(`Dry run of ${state.integrationId}: nothing was changed.`);
+    for (const step of state.plan?.steps ?? []) {
+      console.log(`  - ${step}`);
+    }
+    return;
+  }
+  if (outcome === 'rolled-back') {
+    console.log(`Rotation of ${state.integrationId} rolled back: consumers have ${state.currentKeyId ?? 'the previous secret'} again and ${state.pendingKeyId} is revoked.`);
+    return;
+  }
+  console.log(`Rotation of ${state.integrationId} completed.`);
+  console.log(`  old key: ${state.currentKeyId ?? '(none)'}${state.currentKeyId ? ' (revoked)' : ''}`);
+  console.log(`  new key: ${state.pendingKeyId}`);
+  console.log(`  Vault version: ${state.promotedVersion}`);
+}
+
+/** `rotor status <integration>`: the latest rotation's phase, key ids and outcome. */
+export async function runStatusCommand(integrationId: string, options: { json?: boolean }): Promise<number> {
+  const client = await connectClient(loadTemporalConfig());
+  const handle = client.workflow.getHandle<typeof rotateKey>(rotationWorkflowId(integrationId));
+  let description;
+  try {
+    description = await handle.describe();
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) {
+      throw new UsageError(`No rotation of ${integrationId} found in Temporal. Start one with \`rotor rotate ${integrationId}\`.`);
+    }
+    throw error;
+  }
+
+  let state: RotationState | undefined;
+  let failureMessage: string | undefined;
+  if (description.status.name === 'RUNNING') {
+    state = await queryState(handle);
+  } else {
+    try {
+      state = (await handle.result()).state;
+    } catch (error) {
+      failureMessage = error instanceof WorkflowFailedError ? (error.cause?.message ?? error.message) : (error as Error).message;
+    }
+  }
+
+  if (options.json) {
+    console.log(JSON.stringify({ workflowId: description.workflowId, runId: description.runId, status: description.status.name, state, failure: failureMessage }, null, 2));
+    return 0;
+  }
+  console.log(`${integrationId}: workflow ${description.workflowId} (run ${description.runId}) is ${description.status.name}`);
+  if (state) {
+    console.log(`  phase: ${state.phase} since ${state.phaseStartedAt[state.phase] ?? '?'}`);
+    if (state.currentKeyId) console.log(`  current key: ${state.currentKeyId}`);
+    if (state.pendingKeyId) console.log(`  new key: ${state.pendingKeyId}`);
+    if (state.promotedVersion !== undefined) console.log(`  Vault version: ${state.promotedVersion}`);
+    if (state.graceEndsAt) console.log(`  grace ends: ${state.graceEndsAt}`);
+    if (state.waitingReason) console.log(`  waiting: ${state.waitingReason}`);
+    if (state.failure) console.log(`  failed in ${state.failure.phase}: ${state.failure.message}`);
+  }
+  if (failureMessage) {
+    console.log(`  failure: ${failureMessage}`);
+  }
+  return 0;
+}
+
+/** `rotor rollback` and `rotor finish-grace`: signal a rotation that is in grace. */
+export async function runGraceSignalCommand(integrationId: string, action: 'rollback' | 'finish-grace', options: { reason?: string; wait?: boolean }): Promise<number> {
+  const client = await connectClient(loadTemporalConfig());
+  const handle = client.workflow.getHandle<typeof rotateKey>(rotationWorkflowId(integrationId));
+  const state = await queryState(handle);
+  if (!state) {
+    throw new UsageError(`No running rotation of ${integrationId}. \`rotor status ${integrationId}\` shows the latest one.`);
+  }
+  if (state.phase !== 'grace') {
+    throw new UsageError(`The rotation of ${integrationId} is in phase ${state.phase}; ${action} is accepted only during grace.`);
+  }
+  if (action === 'rollback') {
+    if (state.plan?.currentVersion === 0) {
+      throw new UsageError(`The rotation of ${integrationId} wrote the first secret at its Vault path, so there is no previous secret to roll back to.`);
+    }
+    await handle.signal(rollbackSignal, { reason: options.reason });
+    console.log(`Rollback requested for ${integrationId}: the previous secret is restored and the new key ${state.pendingKeyId} revoked.`);
+  } else {
+    await handle.signal(finishGraceSignal);
+    console.log(`Grace of ${integrationId} ended early: the previous key ${state.currentKeyId ?? ''} is revoked next.`);
+  }
+  return options.wait ? followRotation(handle, integrationId) : 0;
+}
+
+/** Queries the rotation's state; undefined when no open rotation answers. */
+async function queryState(handle: WorkflowHandle): Promise<RotationState | undefined> {
+  try {
+    const description = await handle.describe();
+    if (description.status.name !== 'RUNNING') {
+      return undefined;
+    }
+    return await handle.query(stateQuery);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+function uiLink(workflowId: string, runId: string, namespace: string): string {
+  const uiUrl = process.env.TEMPORAL_UI_URL;
+  return uiUrl ? ` or in the Temporal UI: ${uiUrl.replace(/\/+$/, '')}/namespaces/${namespace}/workflows/${workflowId}/${runId}` : '';
+}

@@ -1,0 +1,101 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { runDevCommand } from './commands/dev';
+import { runProvidersCommand } from './commands/providers';
+import { runGraceSignalCommand, runRotateCommand, runStatusCommand } from './commands/rotation';
+import { runValidateCommand } from './commands/validate';
+import { runWorkerCommand } from './commands/worker';
+import { exitCodes, reportError } from './errors';
+import { defaultInventoryFile } from './integrations';
+import { defaultDataDirectory } from './stack';
+
+const program = new Command();
+
+program
+  .name('rotor')
+  .description('Rotate third-party API keys with Temporal workflows and HashiCorp Vault.')
+  .showHelpAfterError()
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => write(text) });
+
+const fileOption = () => new Option('-f, --file <path>', 'inventory file (env ROTOR_INVENTORY)').default(defaultInventoryFile());
+
+program
+  .command('validate')
+  .description('check the inventory file and list every problem with its line')
+  .addOption(fileOption())
+  .action(async (options: { file: string }) => finish(() => runValidateCommand(options)));
+
+program
+  .command('providers')
+  .description('list the providers with their capabilities, config fields and help')
+  .option('--json', 'print JSON')
+  .action(async (options: { json?: boolean }) => finish(async () => runProvidersCommand(options)));
+
+program
+  .command('rotate')
+  .description('start a rotation of one integration')
+  .argument('<integration>', 'integration id from the inventory')
+  .addOption(fileOption())
+  .option('--dry-run', 'plan only: report what would happen and change nothing')
+  .option('--wait', 'show the phases as they pass and end with the outcome')
+  .action(async (integration: string, options: { file: string; dryRun?: boolean; wait?: boolean }) => finish(() => runRotateCommand(integration, options)));
+
+program
+  .command('status')
+  .description("show the latest rotation of an integration: phase, key ids, outcome")
+  .argument('<integration>', 'integration id')
+  .option('--json', 'print JSON')
+  .action(async (integration: string, options: { json?: boolean }) => finish(() => runStatusCommand(integration, options)));
+
+program
+  .command('rollback')
+  .description('during grace: give consumers the previous secret back and revoke the new key')
+  .argument('<integration>', 'integration id')
+  .option('--reason <text>', 'why, recorded in the worker log')
+  .option('--wait', 'follow the rotation to its end')
+  .action(async (integration: string, options: { reason?: string; wait?: boolean }) => finish(() => runGraceSignalCommand(integration, 'rollback', options)));
+
+program
+  .command('finish-grace')
+  .description('end grace now and revoke the previous key')
+  .argument('<integration>', 'integration id')
+  .option('--wait', 'follow the rotation to its end')
+  .action(async (integration: string, options: { wait?: boolean }) => finish(() => runGraceSignalCommand(integration, 'finish-grace', options)));
+
+program
+  .command('worker')
+  .description('run the Rotor worker (configured by TEMPORAL_* and VAULT_* variables) until SIGINT or SIGTERM')
+  .action(async () => finish(() => runWorkerCommand()));
+
+program
+  .command('dev')
+  .description('run the local stack: Temporal dev server with UI, Vault dev server and a worker, until Ctrl-C')
+  .option('--temporal-port <port>', 'Temporal frontend port', parsePort, 7233)
+  .option('--ui-port <port>', 'Temporal UI port', parsePort, 8233)
+  .option('--vault-port <port>', 'Vault port', parsePort, 8200)
+  .option('--data-dir <path>', 'folder for history, logs and dev.env', defaultDataDirectory())
+  .action(async (options: { temporalPort: number; uiPort: number; vaultPort: number; dataDir: string }) => finish(() => runDevCommand(options)));
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new InvalidArgumentError(`expected a port number from 1 to 65535, got "${value}"`);
+  }
+  return port;
+}
+
+async function finish(run: () => Promise<number>): Promise<void> {
+  let code: number;
+  try {
+    code = await run();
+  } catch (error) {
+    code = reportError(error);
+  }
+  process.exit(code);
+}
+
+program.parseAsync(process.argv).catch((error: { code?: string; exitCode?: number }) => {
+  // commander has already printed help or the usage error.
+  const helpShown = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help';
+  process.exit(helpShown ? exitCodes.ok : exitCodes.badInput);
+});

@@ -1,0 +1,12 @@
+import { defineSearchAttributeKey } from '@temporalio/common';
+
+/**
+ * Search attributes Rotor sets on every rotation, so the Temporal UI and `temporal workflow
+ * list --query` can filter by integration, provider and phase. The server must have them
+ * registered as Keyword attributes; `rotor dev` and the tests register them at start-up.
+ */
+export const integrationAttribute = defineSearchAttributeKey('RotorIntegration', 'KEYWORD');
+export const providerAttribute = defineSearchAttributeKey('RotorProvider', 'KEYWORD');
+export const phaseAttribute = defineSearchAttributeKey('RotorPhase', 'KEYWORD');
+
+export const rotorSearchAttributes = [integrationAttribute, providerAttribute, phaseAttribute];

@@ -1,0 +1,15 @@
+/**
+ * Task queue names, defined once. Workflows and Vault activities run on the base queue; each
+ * provider's activities run on a queue of their own, so the server can rate-limit every
+ * vendor's key-management calls separately.
+ */
+export const defaultTaskQueue = 'rotor';
+
+export function providerTaskQueue(baseTaskQueue: string, provider: string): string {
+  return `${baseTaskQueue}-provider-${provider}`;
+}
+
+/** Workflow id of an integration's rotations: one id per integration keeps one rotation at a time. */
+export function rotationWorkflowId(integrationId: string): string {
+  return `rotate-${integrationId}`;
+}

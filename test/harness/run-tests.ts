@@ -1,0 +1,84 @@
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { findFreePort, startTemporalDevServer, startVaultDevServer, type LocalService } from '../../shared/local-services';
+import { repositoryRoot, resolveToolPaths } from '../../shared/tools';
+import { startMoto } from '../emulators/moto';
+
+/**
+ * `npm test` after setup and build: starts a Temporal dev server, a Vault dev server and moto
+ * on free loopback ports, runs every compiled test file with node's test runner against them,
+ * stops them, and exits with the runner's exit code. Arguments narrow the run to matching files.
+ */
+async function main(): Promise<number> {
+  const tools = resolveToolPaths();
+  const workDirectory = fs.mkdtempSync(path.join(os.tmpdir(), 'rotor-test-'));
+  const services: LocalService[] = [];
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(services.map((service) => service.stop()));
+  };
+  process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
+  process.once('SIGTERM', () => void stopAll().then(() => process.exit(143)));
+
+  try {
+    const started = Date.now();
+    const vaultToken = `test-${crypto.randomBytes(12).toString('hex')}`;
+    const [temporal, vault, moto] = await Promise.all([
+      findFreePort().then((port) => startTemporalDevServer({ binary: tools.temporal, port, logFile: path.join(workDirectory, 'temporal.log') })),
+      findFreePort().then((port) => startVaultDevServer({ binary: tools.vault, port, rootToken: vaultToken, logFile: path.join(workDirectory, 'vault.log') })),
+      findFreePort().then((port) => startMoto({ binary: tools.motoServer, port, logFile: path.join(workDirectory, 'moto.log') })),
+    ]);
+    services.push(temporal, vault, moto);
+    console.log(
+      `test services ready in ${((Date.now() - started) / 1000).toFixed(1)} s: Temporal ${temporal.address}, Vault ${vault.address}, moto ${moto.url} (logs in ${workDirectory})`,
+    );
+
+    const files = findTestFiles(path.join(repositoryRoot, 'dist', 'test'), process.argv.slice(2));
+    if (files.length === 0) {
+      console.error('No test files matched.');
+      return 1;
+    }
+    const runner = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
+      stdio: 'inherit',
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: temporal.address,
+        TEMPORAL_NAMESPACE: 'default',
+        VAULT_ADDR: vault.address,
+        VAULT_TOKEN: vaultToken,
+        ROTOR_TEST_MOTO_URL: moto.url,
+        ROTOR_TEST_WORK_DIR: workDirectory,
+        ROTOR_TOOLS_DIR: path.dirname(path.dirname(path.dirname(tools.temporal))),
+      },
+    });
+    return await new Promise<number>((resolve) => runner.once('exit', (code) => resolve(code ?? 1)));
+  } finally {
+    await stopAll();
+  }
+}
+
+function findTestFiles(directory: string, filters: string[]): string[] {
+  const files: string[] = [];
+  const walk = (current: string): void => {
+    for (const entry of fs.readdirSync(current, { withFileTypes: true })) {
+      const full = path.join(current, entry.name);
+      if (entry.isDirectory()) {
+        walk(full);
+      } else if (entry.name.endsWith('.test.js') && (filters.length === 0 || filters.some((filter) => full.includes(filter)))) {
+        files.push(full);
+      }
+    }
+  };
+  walk(directory);
+  return files.sort();
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`Test setup failed: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  },
+);

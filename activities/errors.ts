@@ -34,8 +34,12 @@ export function toActivityFailure(error: unknown): ApplicationFailure {
     return ApplicationFailure.create({ message: error.message, type: 'VaultCasMismatch', nonRetryable: true });
   }
   if (error instanceof VaultError) {
-    const permission = error.statusCode === 403;
-    return ApplicationFailure.create({ message: error.message, type: permission ? 'VaultPermission' : 'VaultError', nonRetryable: permission });
+    if (error.statusCode === 403) {
+      return ApplicationFailure.create({ message: error.message, type: 'VaultPermission', nonRetryable: true });
+    }
+    // Vault answers 4xx to a request that is wrong as sent; only 429 and 5xx can pass on a retry.
+    const rejected = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 && error.statusCode !== 429;
+    return ApplicationFailure.create({ message: error.message, type: rejected ? 'VaultRequestRejected' : 'VaultError', nonRetryable: rejected });
   }
   // Unknown errors are retried. Only the message is kept: an SDK error object may carry the request.
   const message = error instanceof Error ? error.message : String(error);

@@ -164,13 +164,22 @@ export class VaultStore {
     return { currentVersion: parsed.data.current_version, customMetadata: parsed.data.custom_metadata ?? {}, versions };
   }
 
-  /** Merges keys into the secret's custom metadata. KV v2 replaces the whole map on write, so this reads it first. */
+  /**
+   * Merges keys into the secret's custom metadata; an empty value removes its key, because
+   * Vault rejects empty values. KV v2 replaces the whole map on write, so this reads it first.
+   */
   async mergeCustomMetadata(path: string, fields: Record<string, string>): Promise<void> {
     const existing = await this.readMetadata(path);
+    const merged: Record<string, string> = { ...(existing?.customMetadata ?? {}) };
+    for (const [key, value] of Object.entries(fields)) {
+      if (value === '') {
+        delete merged[key];
+      } else {
+        merged[key] = value;
+      }
+    }
     await this.call(`write metadata of ${this.kvMount}/${path}`, () =>
-      this.client.write(`${this.kvMount}/metadata/${path}`, {
-        custom_metadata: { ...(existing?.customMetadata ?? {}), ...fields },
-      }),
+      this.client.write(`${this.kvMount}/metadata/${path}`, { custom_metadata: merged }),
     );
   }
 

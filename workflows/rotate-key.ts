@@ -34,6 +34,9 @@ const nonRetryableErrorTypes = [
   'ProviderLimitReached',
   'VaultCasMismatch',
   'VaultPermission',
+  'VaultRequestRejected',
+  'StagedSecretMissing',
+  'PreviousSecretMissing',
 ];
 
 /** How often grace asks the provider whether the previous key is still in use. */
@@ -55,9 +58,10 @@ export async function rotateKey(request: RotationRequest): Promise<RotationResul
     retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes },
   });
   // Verification retries through the vendor's propagation delay, bounded by the policy's window.
+  // A short attempt timeout lets a retry start soon when a worker dies mid-call.
   const verifyActivities = proxyActivities<ProviderActivities>({
     taskQueue: providerTaskQueue(request.taskQueue, integration.provider),
-    startToCloseTimeout: '30s',
+    startToCloseTimeout: '10s',
     scheduleToCloseTimeout: integration.policy.verifyTimeoutMs,
     retry: { initialInterval: '1s', backoffCoefficient: 1.5, maximumInterval: '10s', nonRetryableErrorTypes },
   });

@@ -1,19 +1,12 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import {
-  WorkflowExecutionAlreadyStartedError,
-  WorkflowFailedError,
-  WorkflowNotFoundError,
-  type Client,
-  type WorkflowHandle,
-  type WorkflowHandleWithFirstExecutionRunId,
-} from '@temporalio/client';
+import { WorkflowFailedError, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { loadTemporalConfig } from '../../shared/config';
-import { integrationAttribute, phaseAttribute, providerAttribute } from '../../shared/search-attributes';
 import { rotationWorkflowId } from '../../shared/task-queues';
 import type { RotationResult, RotationState } from '../../workflows/rotation-types';
 import { finishGraceSignal, rollbackSignal, rotateKey, stateQuery } from '../../workflows/rotate-key';
 import { OperationFailedError, UsageError } from '../errors';
 import { loadIntegrationSpec } from '../integrations';
+import { RotationAlreadyRunningError, startRotation } from '../start-rotation';
 import { connectClient } from '../temporal-client';
 
 export interface RotateOptions {
@@ -27,39 +20,20 @@ export async function runRotateCommand(integrationId: string, options: RotateOpt
   const integration = loadIntegrationSpec(options.file, integrationId);
   const config = loadTemporalConfig();
   client ??= await connectClient(config);
-  const workflowId = rotationWorkflowId(integration.id);
-
-  let handle: WorkflowHandleWithFirstExecutionRunId<typeof rotateKey>;
+  let handle;
   try {
-    handle = await client.workflow.start(rotateKey, {
-      taskQueue: config.taskQueue,
-      workflowId,
-      args: [{ integration, dryRun: Boolean(options.dryRun), taskQueue: config.taskQueue, requestedBy: process.env.USER || 'cli' }],
-      // One rotation per integration: a second start while one runs is refused, a finished one may be followed by a new one.
-      workflowIdConflictPolicy: 'FAIL',
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      typedSearchAttributes: [
-        { key: integrationAttribute, value: integration.id },
-        { key: providerAttribute, value: integration.provider },
-        { key: phaseAttribute, value: 'planning' },
-      ],
-      staticSummary: `${options.dryRun ? 'Dry run: rotate' : 'Rotate'} ${integration.id} (${integration.provider}) into ${integration.vaultPath}`,
-    });
+    handle = await startRotation(client, integration, { taskQueue: config.taskQueue, dryRun: Boolean(options.dryRun), requestedBy: process.env.USER || 'cli' });
   } catch (error) {
-    if (error instanceof WorkflowExecutionAlreadyStartedError) {
-      const phase = await queryState(client.workflow.getHandle(workflowId)).then((state) => state?.phase ?? 'unknown');
-      throw new UsageError(
-        `A rotation of ${integration.id} is already running (workflow ${workflowId}, phase ${phase}); Rotor runs one rotation per integration at a time. ` +
-          `Follow it with \`rotor status ${integration.id}\`${phase === 'grace' ? `, or end its grace with \`rotor finish-grace ${integration.id}\`` : ''}.`,
-      );
+    if (error instanceof RotationAlreadyRunningError) {
+      throw new UsageError(error.message);
     }
     throw error;
   }
 
   const runId = handle.firstExecutionRunId;
-  console.log(`${options.dryRun ? 'Dry run of' : 'Started'} rotation of ${integration.id}: workflow ${workflowId}, run ${runId}`);
+  console.log(`${options.dryRun ? 'Dry run of' : 'Started'} rotation of ${integration.id}: workflow ${handle.workflowId}, run ${runId}`);
   if (!options.wait && !options.dryRun) {
-    console.log(`Follow it with \`rotor status ${integration.id}\`${uiLink(workflowId, runId, config.namespace)}.`);
+    console.log(`Follow it with \`rotor status ${integration.id}\`${uiLink(handle.workflowId, runId, config.namespace)}.`);
     return 0;
   }
   return followRotation(handle, integration.id);

@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { defaultDemoInventory, runDemoCommand } from './commands/demo';
 import { runDevCommand } from './commands/dev';
 import { runProvidersCommand } from './commands/providers';
 import { runGraceSignalCommand, runRotateCommand, runStatusCommand } from './commands/rotation';
@@ -75,6 +76,13 @@ program
   .option('--vault-port <port>', 'Vault port', parsePort, 8200)
   .option('--data-dir <path>', 'folder for history, logs and dev.env', defaultDataDirectory())
   .action(async (options: { temporalPort: number; uiPort: number; vaultPort: number; dataDir: string }) => finish(() => runDevCommand(options)));
+
+program
+  .command('demo')
+  .description('rotate the example inventory end to end on local Temporal, Vault and emulators')
+  .option('-f, --file <path>', 'demo inventory', defaultDemoInventory)
+  .option('--data-dir <path>', 'folder for logs', defaultDataDirectory())
+  .action(async (options: { file: string; dataDir: string }) => finish(() => runDemoCommand(options)));
 
 function parsePort(value: string): number {
   const port = Number(value);

@@ -41,13 +41,17 @@ export async function runRotateCommand(integrationId: string, options: RotateOpt
 
 /** Prints each phase as the rotation enters it, then the outcome. Returns the exit code. */
 export async function followRotation(handle: WorkflowHandle<typeof rotateKey>, integrationId: string): Promise<number> {
-  let lastPhase: string | undefined;
-  const printPhase = (state: RotationState | undefined): void => {
-    if (state && state.phase !== lastPhase) {
-      lastPhase = state.phase;
-      const time = (state.phaseStartedAt[state.phase] ?? new Date().toISOString()).slice(11, 19);
-      const note = state.phase === 'grace' && state.graceEndsAt ? ` (until ${state.graceEndsAt.slice(11, 19)})` : '';
-      console.log(`  ${time}  ${state.phase}${note}`);
+  // phaseStartedAt grows in the order phases are entered, so printing its new entries on each
+  // poll lists every phase once and in order, even when a poll misses a short phase.
+  const printed = new Set<string>();
+  const printPhases = (state: RotationState | undefined): void => {
+    for (const [phase, startedAt] of Object.entries(state?.phaseStartedAt ?? {})) {
+      if (printed.has(phase)) {
+        continue;
+      }
+      printed.add(phase);
+      const note = phase === 'grace' && state?.graceEndsAt ? ` (until ${state.graceEndsAt.slice(11, 19)})` : '';
+      console.log(`  ${(startedAt ?? '').slice(11, 19)}  ${phase}${note}`);
     }
   };
 
@@ -62,7 +66,7 @@ export async function followRotation(handle: WorkflowHandle<typeof rotateKey>, i
     },
   );
   while (outcome === undefined && failure === undefined) {
-    printPhase(await queryState(handle));
+    printPhases(await queryState(handle));
     await Promise.race([result, delay(500)]);
   }
 
@@ -71,10 +75,7 @@ export async function followRotation(handle: WorkflowHandle<typeof rotateKey>, i
     console.log(`  ${new Date().toISOString().slice(11, 19)}  failed`);
     throw new OperationFailedError(`Rotation of ${integrationId} failed: ${message}`);
   }
-  const state = (outcome as RotationResult).state;
-  for (const phase of Object.keys(state.phaseStartedAt)) {
-    printPhase({ ...state, phase } as RotationState);
-  }
+  printPhases((outcome as RotationResult).state);
   printOutcome(outcome as RotationResult);
   return 0;
 }

@@ -4,6 +4,7 @@ import {
   IAMClient,
   PutUserPolicyCommand,
 } from '@aws-sdk/client-iam';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { findFreePort, spawnService, waitUntilReady, type LocalService } from '../../shared/local-services';
 
 /**
@@ -196,5 +197,27 @@ function assertLoopbackUrl(motoUrl: string): void {
   const hostname = new URL(motoUrl).hostname;
   if (!['127.0.0.1', 'localhost', '[::1]'].includes(hostname)) {
     throw new Error(`Rejected moto URL ${motoUrl}: the moto helpers only connect to a server on 127.0.0.1, localhost or [::1].`);
+  }
+}
+
+/**
+ * Asks moto's STS who the key belongs to. Returns null when moto accepts the key, or the error
+ * code it answered with (InvalidClientTokenId for a deleted key).
+ */
+export async function motoRejectionOf(motoUrl: string, key: AwsAccessKey): Promise<string | null> {
+  assertLoopbackUrl(motoUrl);
+  const sts = new STSClient({
+    region: 'us-east-1',
+    endpoint: motoUrl,
+    maxAttempts: 1,
+    credentials: { accessKeyId: key.access_key_id, secretAccessKey: key.secret_access_key },
+  });
+  try {
+    await sts.send(new GetCallerIdentityCommand({}));
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.name : String(error);
+  } finally {
+    sts.destroy();
   }
 }

@@ -49,6 +49,7 @@ async function main(): Promise<number> {
         VAULT_ADDR: vault.address,
         VAULT_TOKEN: vaultToken,
         ROTOR_TEST_MOTO_URL: moto.url,
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
         ROTOR_TEST_WORK_DIR: workDirectory,
         ROTOR_TOOLS_DIR: path.dirname(path.dirname(path.dirname(tools.temporal))),
       },

@@ -1,8 +1,7 @@
 import { DeleteAccessKeyCommand, IAMClient, ListAccessKeysCommand } from '@aws-sdk/client-iam';
-import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import type { VaultStore } from '../../shared/vault';
 import type { IntegrationSpec } from '../../workflows/rotation-types';
-import { seedAwsAccount, type AwsAccessKey, type SeededAwsAccount } from '../emulators/moto';
+import { motoRejectionOf, seedAwsAccount, type AwsAccessKey, type SeededAwsAccount } from '../emulators/moto';
 import { testEnvironment, uniqueSuffix } from './environment';
 
 /**
@@ -68,18 +67,5 @@ export async function prepareAwsIntegration(
 
 /** True when moto accepts the key: STS GetCallerIdentity signed with it succeeds. */
 export async function motoAcceptsKey(key: AwsAccessKey): Promise<boolean> {
-  const sts = new STSClient({
-    region: 'us-east-1',
-    endpoint: testEnvironment().ROTOR_TEST_MOTO_URL,
-    maxAttempts: 1,
-    credentials: { accessKeyId: key.access_key_id, secretAccessKey: key.secret_access_key },
-  });
-  try {
-    await sts.send(new GetCallerIdentityCommand({}));
-    return true;
-  } catch {
-    return false;
-  } finally {
-    sts.destroy();
-  }
+  return (await motoRejectionOf(testEnvironment().ROTOR_TEST_MOTO_URL, key)) === null;
 }

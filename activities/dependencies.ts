@@ -1,3 +1,4 @@
+import { Context } from '@temporalio/activity';
 import type { Provider, ProviderContext } from '../providers/contract';
 import type { Logger } from '../shared/logger';
 import type { VaultStore } from '../shared/vault';
@@ -63,7 +64,12 @@ export async function openProvider(
 
   return {
     provider,
-    context: { config: config.data, credential: credential.data, logger: rotationLogger(dependencies, reference) },
+    context: {
+      config: config.data,
+      credential: credential.data,
+      logger: rotationLogger(dependencies, reference),
+      signal: Context.current().cancellationSignal,
+    },
   };
 }
 

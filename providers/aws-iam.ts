@@ -199,7 +199,7 @@ async function createKey(context: AwsIamContext, request: CreateKeyRequest): Pro
   const iam = createIamClient(context);
   try {
     const createCall = awsCall(context, 'createKey', 'CreateAccessKey');
-    const created = await callAws(() => iam.send(new CreateAccessKeyCommand({ UserName: userName })), createCall);
+    const created = await callAws(() => iam.send(new CreateAccessKeyCommand({ UserName: userName }), { abortSignal: context.signal }), createCall);
     const accessKey = parseResponse(createAccessKeyResponseSchema, created, createCall).AccessKey;
     const keyId = accessKey.AccessKeyId;
     context.logger.info({ provider: PROVIDER_NAME, userName, keyId }, 'Created AWS IAM access key');
@@ -259,7 +259,7 @@ async function verifyKey(context: AwsIamContext, keyId: string, secret: Record<s
       signedWith: 'new key',
       secrets: [...managementCall.secrets, newKey.secret_access_key],
     };
-    const response = await callAws(() => sts.send(new GetCallerIdentityCommand({})), identityCall);
+    const response = await callAws(() => sts.send(new GetCallerIdentityCommand({}), { abortSignal: context.signal }), identityCall);
     const arn = parseResponse(callerIdentityResponseSchema, response, identityCall).Arn;
 
     // moto returns a placeholder identity for unknown keys unless it checks signatures, and a
@@ -291,7 +291,7 @@ async function revokeKey(context: AwsIamContext, keyId: string): Promise<void> {
     // Deactivating first leaves a window in which a mistaken revoke can be undone by hand.
     const deactivated = await ignoreNotFound(() =>
       callAws(
-        () => iam.send(new UpdateAccessKeyCommand({ UserName: userName, AccessKeyId: keyId, Status: 'Inactive' })),
+        () => iam.send(new UpdateAccessKeyCommand({ UserName: userName, AccessKeyId: keyId, Status: 'Inactive' }), { abortSignal: context.signal }),
         awsCall(context, 'revokeKey', 'UpdateAccessKey', keyId),
       ),
     );
@@ -303,7 +303,7 @@ async function revokeKey(context: AwsIamContext, keyId: string): Promise<void> {
 
     const deleted = await ignoreNotFound(() =>
       callAws(
-        () => iam.send(new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: keyId })),
+        () => iam.send(new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: keyId }), { abortSignal: context.signal }),
         awsCall(context, 'revokeKey', 'DeleteAccessKey', keyId),
       ),
     );
@@ -315,7 +315,7 @@ async function revokeKey(context: AwsIamContext, keyId: string): Promise<void> {
     // UntagUser succeeds when the tag is absent, and NoSuchEntity here means the user is gone.
     await ignoreNotFound(() =>
       callAws(
-        () => iam.send(new UntagUserCommand({ UserName: userName, TagKeys: [keyId] })),
+        () => iam.send(new UntagUserCommand({ UserName: userName, TagKeys: [keyId] }), { abortSignal: context.signal }),
         awsCall(context, 'revokeKey', 'UntagUser', keyId),
       ),
     );
@@ -336,7 +336,7 @@ async function keyUsage(context: AwsIamContext, keyId: string): Promise<KeyUsage
   const iam = createIamClient(context);
   try {
     const lastUsedCall = awsCall(context, 'keyUsage', 'GetAccessKeyLastUsed', keyId);
-    const response = await callAws(() => iam.send(new GetAccessKeyLastUsedCommand({ AccessKeyId: keyId })), lastUsedCall);
+    const response = await callAws(() => iam.send(new GetAccessKeyLastUsedCommand({ AccessKeyId: keyId }), { abortSignal: context.signal }), lastUsedCall);
     const lastUsed = parseResponse(accessKeyLastUsedResponseSchema, response, lastUsedCall);
 
     // GetAccessKeyLastUsed finds keys of every user in the account, not only the configured one.
@@ -367,7 +367,7 @@ async function listAccessKeys(iam: IAMClient, context: AwsIamContext, operation:
   let marker: string | undefined;
   do {
     const response = await callAws(
-      () => iam.send(new ListAccessKeysCommand({ UserName: context.config.user_name, Marker: marker })),
+      () => iam.send(new ListAccessKeysCommand({ UserName: context.config.user_name, Marker: marker }), { abortSignal: context.signal }),
       listCall,
     );
     const page = parseResponse(listAccessKeysResponseSchema, response, listCall);
@@ -384,7 +384,7 @@ async function listLabels(iam: IAMClient, context: AwsIamContext, operation: Pro
   let marker: string | undefined;
   do {
     const response = await callAws(
-      () => iam.send(new ListUserTagsCommand({ UserName: context.config.user_name, Marker: marker })),
+      () => iam.send(new ListUserTagsCommand({ UserName: context.config.user_name, Marker: marker }), { abortSignal: context.signal }),
       listCall,
     );
     const page = parseResponse(listUserTagsResponseSchema, response, listCall);
@@ -401,7 +401,7 @@ async function tagNewKey(iam: IAMClient, context: AwsIamContext, keyId: string, 
   const userName = context.config.user_name;
   try {
     await callAws(
-      () => iam.send(new TagUserCommand({ UserName: userName, Tags: [{ Key: keyId, Value: label }] })),
+      () => iam.send(new TagUserCommand({ UserName: userName, Tags: [{ Key: keyId, Value: label }] }), { abortSignal: context.signal }),
       awsCall(context, 'createKey', 'TagUser', keyId),
     );
     return;
@@ -413,7 +413,7 @@ async function tagNewKey(iam: IAMClient, context: AwsIamContext, keyId: string, 
 
     try {
       await callAws(
-        () => iam.send(new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: keyId })),
+        () => iam.send(new DeleteAccessKeyCommand({ UserName: userName, AccessKeyId: keyId }), { abortSignal: context.signal }),
         awsCall(context, 'createKey', 'DeleteAccessKey', keyId),
       );
     } catch (deleteError) {
@@ -450,7 +450,7 @@ async function assertKeyNotOwnedByOtherUser(iam: IAMClient, context: AwsIamConte
   // the key counts as revoked, which is also correct.
   const lastUsedCall = awsCall(context, 'revokeKey', 'GetAccessKeyLastUsed', keyId);
   const response = await ignoreNotFound(() =>
-    callAws(() => iam.send(new GetAccessKeyLastUsedCommand({ AccessKeyId: keyId })), lastUsedCall),
+    callAws(() => iam.send(new GetAccessKeyLastUsedCommand({ AccessKeyId: keyId }), { abortSignal: context.signal }), lastUsedCall),
   );
   if (response === undefined) {
     return;

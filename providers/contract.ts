@@ -61,6 +61,8 @@ export interface ProviderContext<Config, Credential> {
   config: Config;
   credential: Credential;
   logger: Logger;
+  /** Aborted when Temporal cancels the activity, as at worker shutdown; pass it to every request. */
+  signal?: AbortSignal;
 }
 
 export interface CreateKeyRequest {

@@ -86,6 +86,8 @@ export async function createRotorWorker(options: RotorWorkerOptions): Promise<Ro
     activities,
     interceptors,
     shutdownGraceTime: config.shutdownGraceMs,
+    // Bounds shutdown even when an activity ignores its cancellation.
+    shutdownForceTime: config.shutdownGraceMs + 10_000,
   };
   const workflowSource = options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: require.resolve('../workflows') };
 

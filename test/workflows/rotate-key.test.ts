@@ -7,7 +7,7 @@ import { startRotation, RotationAlreadyRunningError } from '../../cli/start-rota
 import { providerTaskQueue } from '../../shared/task-queues';
 import { repositoryRoot, resolveToolPaths } from '../../shared/tools';
 import type { VaultStore } from '../../shared/vault';
-import { finishGraceSignal, rollbackSignal } from '../../workflows/rotate-key';
+import { finishGraceSignal, rollbackSignal, stateQuery } from '../../workflows/rotate-key';
 import type { RotationResult } from '../../workflows/rotation-types';
 import { seedAwsAccount, startMoto, type MotoServer } from '../emulators/moto';
 import { motoAcceptsKey, prepareAwsIntegration, type AwsTestIntegration } from '../support/aws-integration';
@@ -171,6 +171,27 @@ describe('rotateKey workflow on real Temporal, Vault and moto', () => {
     assert.ok(inGrace.pendingKeyId);
     assert.equal((await vault.readMetadata(aws.integration.vaultPath))?.customMetadata.key_id, aws.account.currentKey.access_key_id);
     assert.equal(await motoAcceptsKey(aws.account.currentKey), true);
+  });
+
+  it('grace waits while the old key is in use', async () => {
+    const aws = await prepareAwsIntegration(vault, { policy: { gracePeriodMs: 1_000, idlePeriodMs: 4_000, maxGraceMs: 60_000 } });
+    const handle = await start(aws);
+    await waitForPhase(handle, 'grace');
+
+    // A consumer that has not reloaded yet keeps calling with the old key for 3 seconds.
+    const usedUntil = Date.now() + 3_000;
+    while (Date.now() < usedUntil) {
+      await motoAcceptsKey(aws.account.currentKey);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const waiting = await handle.query(stateQuery);
+    const result = await handle.result();
+
+    assert.equal(waiting.phase, 'grace');
+    assert.match(waiting.waitingReason ?? '', new RegExp(`previous key ${aws.account.currentKey.access_key_id} was last used at .*; waiting until it has been idle for 4 s`));
+    assert.equal(result.outcome, 'completed');
+    const graceMs = Date.parse(result.state.phaseStartedAt.revoking ?? '') - Date.parse(result.state.phaseStartedAt.grace ?? '');
+    assert.ok(graceMs >= 6_000, `grace lasted ${graceMs} ms; the old key was in use for 3 s and idle_period is 4 s`);
   });
 
   it('refuses a second rotation while one runs', async () => {

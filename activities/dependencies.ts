@@ -5,7 +5,7 @@ import type { VaultStore } from '../shared/vault';
 import type { IntegrationSpec } from '../workflows/rotation-types';
 import { rotationRefused } from './errors';
 
-/** What the activities need from the worker process. */
+/** Services the activities use, provided by the worker process. */
 export interface ActivityDependencies {
   vault: VaultStore;
   /** KV prefix of staged secrets, which consumers never read. */

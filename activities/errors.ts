@@ -3,7 +3,7 @@ import { ProviderError, type ProviderErrorKind } from '../providers/contract';
 import { VaultCasMismatchError, VaultError } from '../shared/vault';
 
 /**
- * Maps Rotor's typed errors to Temporal failures: a vendor's rate-limit answer becomes a retry
+ * Maps Rotor's typed errors to Temporal failures: a vendor's rate-limit response becomes a retry
  * after the delay the vendor asked for; credential, permission and configuration errors are not
  * retried. The workflow lists the non-retryable types where it proxies the activities.
  */
@@ -37,7 +37,7 @@ export function toActivityFailure(error: unknown): ApplicationFailure {
     if (error.statusCode === 403) {
       return ApplicationFailure.create({ message: error.message, type: 'VaultPermission', nonRetryable: true });
     }
-    // Vault answers 4xx to a request that is wrong as sent; only 429 and 5xx can pass on a retry.
+    // Vault returns 4xx for a request that is wrong as sent, so only 429 and 5xx can pass on a retry.
     const rejected = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 && error.statusCode !== 429;
     return ApplicationFailure.create({ message: error.message, type: rejected ? 'VaultRequestRejected' : 'VaultError', nonRetryable: rejected });
   }
@@ -46,7 +46,7 @@ export function toActivityFailure(error: unknown): ApplicationFailure {
   return ApplicationFailure.create({ message, type: 'UnexpectedError' });
 }
 
-/** A rotation that planning stops with a reason; retrying cannot help until a person acts. */
+/** Creates the failure planning raises to stop a rotation; retrying cannot help until a person acts. */
 export function rotationRefused(message: string): ApplicationFailure {
   return ApplicationFailure.create({ message, type: 'RotationRefused', nonRetryable: true });
 }

@@ -6,7 +6,7 @@ import type { ActivityDependencies } from './dependencies';
 import { createProviderActivities } from './provider-activities';
 import { createVaultActivities } from './vault-activities';
 
-/** Every activity the worker registers, bound to the worker's Vault client and logger. */
+/** Creates every activity the worker registers, bound to the worker's Vault client and logger. */
 export function createActivities(dependencies: ActivityDependencies) {
   return { ...createProviderActivities(dependencies), ...createVaultActivities(dependencies) };
 }

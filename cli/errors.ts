@@ -20,7 +20,7 @@ export class UsageError extends Error {
   }
 }
 
-/** The operation ran and failed; the message says how. */
+/** The operation ran and failed; the message describes the failure. */
 export class OperationFailedError extends Error {
   constructor(message: string) {
     super(message);

@@ -2,7 +2,7 @@ import { getProvider } from '../providers/registry';
 import { InventoryError, findIntegration, loadInventory, type IntegrationEntry, type InventoryFile, type InventoryProblem } from '../shared/inventory';
 import type { IntegrationSpec } from '../workflows/rotation-types';
 
-/** The inventory file commands read when --file is not given. */
+/** Returns the inventory file that commands read when --file is not given. */
 export function defaultInventoryFile(): string {
   return process.env.ROTOR_INVENTORY || 'inventory.yaml';
 }

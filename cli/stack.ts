@@ -25,7 +25,7 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
-/** The folder `rotor dev` and the demo keep their data in: .rotor/ in the repository, ignored by git. */
+/** Returns the data folder of `rotor dev` and the demo: .rotor/ in the repository, ignored by git. */
 export function defaultDataDirectory(): string {
   return path.join(repositoryRoot, '.rotor');
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import type { TemporalConfig } from '../shared/config';
 
-/** Connects a Temporal client, turning an unreachable server into a message that says what to check. */
+/** Connects a Temporal client, turning an unreachable server into a message that names what to check. */
 export async function connectClient(config: TemporalConfig): Promise<Client> {
   let connection: Connection;
   try {

@@ -9,7 +9,7 @@ import type { Logger } from '../shared/logger';
  * create activity writes straight to Vault.
  */
 
-/** What a provider can do for new keys and what the vendor limits; `rotor providers` prints it. */
+/** Features a provider offers for new keys and the vendor's limits; `rotor providers` prints them. */
 export interface ProviderCapabilities {
   /** The new key can be bound to source IP addresses or CIDRs. */
   ipAllowlist: boolean;
@@ -25,7 +25,7 @@ export interface ProviderCapabilities {
   defaultRateLimitPerSecond: number;
 }
 
-/** Restrictions the inventory asks for on a new key. Providers apply the ones they support. */
+/** Restrictions the inventory requests for a new key. Providers apply the ones they support. */
 export interface KeyRestrictions {
   ipAllowlist?: string[];
   scopes?: string[];
@@ -33,7 +33,7 @@ export interface KeyRestrictions {
   expiresAt?: string;
 }
 
-/** A key as the provider lists it. Never holds a secret. */
+/** A key as the provider lists it. Never contains a secret. */
 export interface ProviderKey {
   keyId: string;
   status: 'active' | 'inactive';
@@ -56,7 +56,7 @@ export interface KeyUsage {
   lastUsedAt: string | null;
 }
 
-/** What every provider operation receives: its parsed config, its management credential and a logger. */
+/** Input of every provider operation: its parsed config, its management credential and a logger. */
 export interface ProviderContext<Config, Credential> {
   config: Config;
   credential: Credential;

@@ -5,7 +5,7 @@ import { durationSchema } from './durations';
 
 /**
  * The inventory: the YAML file that lists every integration Rotor manages and its policy.
- * It holds no secrets: management credentials and keys live in Vault, at the paths named here.
+ * It contains no secrets: management credentials and keys live in Vault, at the paths named here.
  */
 
 const idSchema = z

@@ -191,7 +191,7 @@ export async function waitUntilReady(service: LocalService, timeoutMs: number, p
   void service.exited.then((status) => {
     exitStatus = status;
   });
-  let lastError = 'no answer yet';
+  let lastError = 'no response yet';
   while (Date.now() < deadline) {
     if (exitStatus !== undefined) {
       throw new ServiceStartError(service.name, `the process exited with ${exitStatus}`, service.logFile);

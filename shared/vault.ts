@@ -5,7 +5,7 @@ import type { VaultConfig } from './config';
 
 /**
  * Rotor's access to Vault's KV version 2 engine, on top of node-vault. node-vault returns
- * untyped bodies and puts whole response bodies on its errors, so every answer is parsed here
+ * untyped bodies and puts whole response bodies on its errors, so every response is parsed here
  * and every error is rethrown as a VaultError that carries Vault's message and nothing else.
  */
 
@@ -245,7 +245,7 @@ function parseResponse<S extends z.ZodType>(schema: S, body: unknown, operation:
   const result = schema.safeParse(body);
   if (!result.success) {
     const fields = result.error.issues.map((issue) => issue.path.join('.')).join(', ');
-    throw new VaultError(`Vault ${operation} returned an unexpected answer (fields: ${fields}).`);
+    throw new VaultError(`Vault ${operation} returned an unexpected response (fields: ${fields}).`);
   }
   return result.data;
 }

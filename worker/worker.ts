@@ -7,7 +7,7 @@ import type { Logger } from '../shared/logger';
 import { providerTaskQueue } from '../shared/task-queues';
 import { VaultStore } from '../shared/vault';
 
-/** An activity the worker is running, kept so shutdown can say what it left unfinished. */
+/** An activity the worker is running, recorded so the shutdown log can list unfinished ones. */
 interface RunningActivity {
   activityType: string;
   workflowId: string;

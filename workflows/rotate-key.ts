@@ -39,11 +39,11 @@ const nonRetryableErrorTypes = [
   'PreviousSecretMissing',
 ];
 
-/** How often grace asks the provider whether the previous key is still in use. */
+/** Interval at which grace checks with the provider whether the previous key is still in use. */
 const usageCheckIntervalMs = 60_000;
 
 /**
- * One rotation of one integration's key: planning → creating → verifying → promoting → grace →
+ * Rotates one integration's key: planning → creating → verifying → promoting → grace →
  * revoking → completed, or rolling-back → rolled-back, or failed. Nothing is revoked before its
  * successor is verified and promoted, and a failure before promotion leaves the current key as
  * it was.

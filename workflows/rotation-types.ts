@@ -45,11 +45,11 @@ export interface RotationRequest {
   dryRun: boolean;
   /** Base task queue; provider activities run on its per-provider queue. */
   taskQueue: string;
-  /** Who or what started the rotation: a user name, `schedule` or `fleet`. */
+  /** Starter of the rotation: a user name, `schedule` or `fleet`. */
   requestedBy: string;
 }
 
-/** A key id with what the rotation knows about it; never a secret. */
+/** A key id with the provider's data about it; never a secret. */
 export interface KeySummary {
   keyId: string;
   status: 'active' | 'inactive';
@@ -87,10 +87,10 @@ export interface RotationState {
   dryRun: boolean;
   currentKeyId?: string;
   pendingKeyId?: string;
-  /** Version of the consumer path that holds the new key once promoted. */
+  /** Version of the consumer path that contains the new key once promoted. */
   promotedVersion?: number;
   graceEndsAt?: string;
-  /** Why grace is still waiting, when it waits past `graceEndsAt` for the previous key to go idle. */
+  /** Reason grace is still waiting, when it waits past `graceEndsAt` for the previous key to go idle. */
   waitingReason?: string;
   plan?: RotationPlan;
   failure?: { phase: RotationPhase; message: string };

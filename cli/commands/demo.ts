@@ -21,10 +21,10 @@ export interface DemoOptions {
 }
 
 /**
- * `rotor demo`: the main job end to end on emulators. Starts Temporal, Vault, the emulators
- * and a worker; seeds each demo integration's current key and management credential; rotates
- * every integration; prints old and new key ids, Vault path and version, and whether the
- * emulator now rejects the old key; then stops everything.
+ * Runs `rotor demo`, the main job end to end on emulators. It starts Temporal, Vault, the
+ * emulators and a worker, and seeds each demo integration's current key and management
+ * credential. Then it rotates every integration and prints the old and new key ids, the Vault
+ * path and version, and whether the emulator now rejects the old key. At the end it stops everything.
  */
 export async function runDemoCommand(options: DemoOptions): Promise<number> {
   const inventory = loadCheckedInventory(options.file);

@@ -43,7 +43,12 @@ function printFields(schema: JsonSchemaObject): void {
   const required = new Set(schema.required ?? []);
   for (const [name, field] of Object.entries(schema.properties ?? {})) {
     const type = Array.isArray(field.type) ? field.type.join('|') : (field.type ?? field.format ?? 'value');
-    const presence = required.has(name) ? 'required' : field.default !== undefined ? `default ${JSON.stringify(field.default)}` : 'optional';
+    let presence = 'optional';
+    if (required.has(name)) {
+      presence = 'required';
+    } else if (field.default !== undefined) {
+      presence = `default ${JSON.stringify(field.default)}`;
+    }
     console.log(`    ${name} (${type}, ${presence})${field.description ? `: ${field.description}` : ''}`);
   }
 }

@@ -168,7 +168,7 @@ export async function runGraceSignalCommand(integrationId: string, action: 'roll
   return options.wait ? followRotation(handle, integrationId) : 0;
 }
 
-/** Queries the rotation's state; undefined when no open rotation answers. */
+/** Queries the rotation's state; returns undefined when no rotation of the integration is running. */
 async function queryState(handle: WorkflowHandle): Promise<RotationState | undefined> {
   try {
     const description = await handle.describe();

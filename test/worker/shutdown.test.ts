@@ -25,7 +25,7 @@ async function waitForStartedActivity(handle: WorkflowHandle, activityType: stri
 
 describe('worker shutdown', () => {
   it('logs the activities still running when SIGTERM arrives', async () => {
-    // An endpoint that accepts connections and never answers keeps planRotation running.
+    // An endpoint that accepts connections and never responds keeps planRotation running.
     const silent = net.createServer(() => undefined);
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const silentUrl = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
+import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { durationSchema } from './durations';
 
@@ -16,10 +17,34 @@ const vaultPathSchema = z
   .string()
   .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'expected a KV path relative to the mount, such as apps/billing/okx');
 
+/** Vault's automated rotation rejects windows shorter than one hour; Rotor keeps the same floor. */
+export const minimumRotationWindowMs = 3_600_000;
+
+const cronSchema = z.string().superRefine((text, context) => {
+  const fields = text.trim().split(/\s+/);
+  if (fields.length !== 5) {
+    context.addIssue({ code: 'custom', message: `expected a cron expression with 5 fields (minute hour day-of-month month day-of-week), got ${fields.length}` });
+    return;
+  }
+  try {
+    CronExpressionParser.parse(text);
+  } catch (error) {
+    context.addIssue({ code: 'custom', message: `invalid cron expression: ${(error as Error).message}` });
+  }
+});
+
 const rotationPolicySchema = z
   .object({
     /** How often the key is rotated, such as 30d. Used to compute the next due date. */
     rotation_period: durationSchema.optional(),
+    /** Cron expression (5 fields, UTC) for when rotations start; the alternative to rotation_period. */
+    rotation_schedule: cronSchema.optional(),
+    /** How long after each scheduled time a rotation may start; schedules spread integrations inside it. At least 1h. */
+    rotation_window: durationSchema
+      .refine((milliseconds) => milliseconds >= minimumRotationWindowMs, { message: 'expected a window of at least 1h, the minimum Vault accepts' })
+      .optional(),
+    /** Keeps the integration in the inventory and audit but pauses its schedule. */
+    disable_automated_rotation: z.boolean().default(false),
     /** How long the previous key stays valid after the new one is promoted, so consumers can reload. */
     grace_period: durationSchema.default(3_600_000),
     /** How long verification retries while the vendor propagates a new key. */
@@ -37,7 +62,12 @@ const rotationPolicySchema = z
      */
     clear_stale_keys: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .superRefine((policy, context) => {
+    if (policy.rotation_period !== undefined && policy.rotation_schedule !== undefined) {
+      context.addIssue({ code: 'custom', path: ['rotation_schedule'], message: 'set either rotation_period or rotation_schedule, not both' });
+    }
+  });
 
 const restrictionsSchema = z
   .object({

@@ -2,6 +2,7 @@ import { ConfigError } from '../shared/config';
 import { InventoryError } from '../shared/inventory';
 import { PortInUseError, ServiceStartError } from '../shared/local-services';
 import { UnknownProviderError } from '../providers/registry';
+import { VaultError } from '../shared/vault';
 
 /** Exit codes of every `rotor` command. */
 export const exitCodes = {
@@ -44,7 +45,7 @@ export function reportError(error: unknown): number {
     console.error(error.message);
     return exitCodes.badInput;
   }
-  if (error instanceof ServiceStartError) {
+  if (error instanceof ServiceStartError || error instanceof VaultError) {
     console.error(error.message);
     return exitCodes.failed;
   }

@@ -1,6 +1,14 @@
-import { getProvider } from '../providers/registry';
-import { InventoryError, findIntegration, loadInventory, type IntegrationEntry, type InventoryFile, type InventoryProblem } from '../shared/inventory';
+import { getProvider, listProviders } from '../providers/registry';
+import {
+  findIntegration,
+  isManualIntegration,
+  loadInventory,
+  type IntegrationEntry,
+  type InventoryFile,
+  type ManualIntegrationEntry,
+} from '../shared/inventory';
 import type { IntegrationSpec } from '../workflows/rotation-types';
+import { UsageError } from './errors';
 
 /** Returns the inventory file that commands read when --file is not given. */
 export function defaultInventoryFile(): string {
@@ -8,39 +16,28 @@ export function defaultInventoryFile(): string {
 }
 
 /**
- * Loads the inventory and checks each integration's provider name and provider config against
- * the provider's own schema. Throws InventoryError listing every problem.
+ * Loads the inventory and checks it completely, including each integration's provider name and
+ * provider config against the built-in providers. Throws InventoryError listing every problem.
  */
 export function loadCheckedInventory(file: string): InventoryFile {
-  const inventory = loadInventory(file);
-  const problems: InventoryProblem[] = [];
-  inventory.integrations.forEach((integration, index) => {
-    let provider;
-    try {
-      provider = getProvider(integration.provider);
-    } catch (error) {
-      problems.push({ file, path: `integrations[${index}].provider`, message: (error as Error).message });
-      return;
-    }
-    const config = provider.configSchema.safeParse(integration.config);
-    if (!config.success) {
-      for (const issue of config.error.issues) {
-        problems.push({ file, path: `integrations[${index}].config${issue.path.map((part) => `.${String(part)}`).join('')}`, message: issue.message });
-      }
-    }
-  });
-  if (problems.length > 0) {
-    throw new InventoryError(problems);
-  }
-  return inventory;
+  return loadInventory(file, { providers: listProviders() });
 }
 
+/** Loads one integration as a rotation needs it; a manual integration is rejected with UsageError. */
 export function loadIntegrationSpec(file: string, integrationId: string): IntegrationSpec {
   const inventory = loadCheckedInventory(file);
-  return toIntegrationSpec(findIntegration(inventory, integrationId, file));
+  const entry = findIntegration(inventory, integrationId, file);
+  if (isManualIntegration(entry)) {
+    throw new UsageError(manualRotationMessage(entry, file));
+  }
+  return toIntegrationSpec(entry);
 }
 
+/** Converts an inventory entry to the rotation's input. Throws UsageError for a manual integration, which Rotor cannot rotate. */
 export function toIntegrationSpec(entry: IntegrationEntry): IntegrationSpec {
+  if (isManualIntegration(entry)) {
+    throw new UsageError(manualRotationMessage(entry));
+  }
   const provider = getProvider(entry.provider);
   return {
     id: entry.id,
@@ -63,4 +60,15 @@ export function toIntegrationSpec(entry: IntegrationEntry): IntegrationSpec {
       expiresAfterMs: entry.restrictions.expires_after,
     },
   };
+}
+
+/** Explains that a manual key is rotated by hand, where, and which date to update afterwards. */
+export function manualRotationMessage(entry: ManualIntegrationEntry, file?: string): string {
+  const vendor = typeof entry.config.vendor === 'string' ? entry.config.vendor : 'the vendor';
+  const where = typeof entry.config.console_url === 'string' ? ` at ${entry.config.console_url}` : ` in the ${vendor} console`;
+  const today = new Date().toISOString().slice(0, 10);
+  return (
+    `${entry.id} is a manual integration: ${vendor} has no key-management API, so Rotor cannot rotate its key. ` +
+    `Rotate it by hand${where}, then set last_rotated: ${today} on ${entry.id} in ${file ?? 'the inventory'}.`
+  );
 }

@@ -1,13 +1,27 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { failOnSeverities, runAuditCommand, type AuditCommandOptions } from './commands/audit';
 import { defaultDemoInventory, runDemoCommand } from './commands/demo';
 import { runDevCommand } from './commands/dev';
+import { runFleetCommand } from './commands/fleet';
+import { runInventoryCommand, type InventoryCommandOptions } from './commands/inventory';
 import { runProvidersCommand } from './commands/providers';
 import { runGraceSignalCommand, runRotateCommand, runStatusCommand } from './commands/rotation';
+import { runSchedulesApplyCommand, runSchedulesPlanCommand } from './commands/schedules';
 import { runValidateCommand } from './commands/validate';
 import { runWorkerCommand } from './commands/worker';
-import { exitCodes, reportError } from './errors';
+import { exitCodes, reportError, UsageError } from './errors';
 import { defaultInventoryFile } from './integrations';
+import { reportFormats } from './report-format';
 import { defaultDataDirectory } from './stack';
+
+interface RotateCommandOptions {
+  file: string;
+  all?: boolean;
+  provider?: string;
+  tag?: string;
+  dryRun?: boolean;
+  wait?: boolean;
+}
 
 const program = new Command();
 
@@ -26,6 +40,23 @@ program
   .addOption(fileOption())
   .action(async (options: { file: string }) => finish(() => runValidateCommand(options)));
 
+const formatOption = () => new Option('--format <format>', 'output format').choices(reportFormats).default('table');
+
+program
+  .command('inventory')
+  .description('list every integration with its last rotation, key age, next due date, restrictions and vendor posture (reads Vault)')
+  .addOption(fileOption())
+  .addOption(formatOption())
+  .action(async (options: InventoryCommandOptions) => finish(() => runInventoryCommand(options)));
+
+program
+  .command('audit')
+  .description('report overdue keys, missing restrictions, vendor posture and management credentials; exit 1 when a finding reaches --fail-on')
+  .addOption(fileOption())
+  .addOption(formatOption())
+  .addOption(new Option('--fail-on <severity>', 'lowest severity that makes the audit exit 1').choices(failOnSeverities).default('high'))
+  .action(async (options: AuditCommandOptions) => finish(() => runAuditCommand(options)));
+
 program
   .command('providers')
   .description('list the providers with their capabilities, config fields and help')
@@ -34,12 +65,25 @@ program
 
 program
   .command('rotate')
-  .description('start a rotation of one integration')
-  .argument('<integration>', 'integration id from the inventory')
+  .description('start a rotation of one integration, or of a selection with --all, --provider or --tag')
+  .argument('[integration]', 'integration id from the inventory')
   .addOption(fileOption())
+  .option('--all', 'rotate every integration in the inventory')
+  .option('--provider <name>', "rotate every integration of this provider")
+  .option('--tag <tag>', 'rotate every integration with this tag')
   .option('--dry-run', 'plan only: report what would happen and change nothing')
-  .option('--wait', 'show the phases as they pass and end with the outcome')
-  .action(async (integration: string, options: { file: string; dryRun?: boolean; wait?: boolean }) => finish(() => runRotateCommand(integration, options)));
+  .option('--wait', 'show the phases as they pass and end with the outcome (one integration)')
+  .action(async (integration: string | undefined, options: RotateCommandOptions) =>
+    finish(() => {
+      if (integration === undefined) {
+        return runFleetCommand(options);
+      }
+      if (options.all || options.provider || options.tag) {
+        throw new UsageError(`Name one integration or use --all, --provider or --tag, not both (got "${integration}" and a selection option).`);
+      }
+      return runRotateCommand(integration, options);
+    }),
+  );
 
 program
   .command('status')
@@ -63,10 +107,27 @@ program
   .option('--wait', 'follow the rotation to its end')
   .action(async (integration: string, options: { wait?: boolean }) => finish(() => runGraceSignalCommand(integration, 'finish-grace', options)));
 
+const schedules = program
+  .command('schedules')
+  .description('keep one Temporal Schedule per inventory integration that has rotation_period or rotation_schedule');
+
+schedules
+  .command('plan')
+  .description('print what `schedules apply` would create, update, pause, unpause or delete, and change nothing')
+  .addOption(fileOption())
+  .action(async (options: { file: string }) => finish(() => runSchedulesPlanCommand(options)));
+
+schedules
+  .command('apply')
+  .description("change Temporal's schedules to match the inventory and print each change made")
+  .addOption(fileOption())
+  .action(async (options: { file: string }) => finish(() => runSchedulesApplyCommand(options)));
+
 program
   .command('worker')
   .description('run the Rotor worker (configured by TEMPORAL_* and VAULT_* variables) until SIGINT or SIGTERM')
-  .action(async () => finish(() => runWorkerCommand()));
+  .option('-f, --file <path>', "inventory whose providers: section overrides rate limits (env ROTOR_INVENTORY)", process.env.ROTOR_INVENTORY)
+  .action(async (options: { file?: string }) => finish(() => runWorkerCommand(options)));
 
 program
   .command('dev')

@@ -49,18 +49,19 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
   fs.mkdirSync(logs, { recursive: true });
   const vaultToken = `dev-${crypto.randomBytes(12).toString('hex')}`;
 
-  const temporal = await startTemporalDevServer({
-    binary: tools.temporal,
-    port: options.temporalPort,
-    uiPort: options.uiPort,
-    databaseFile: options.persistHistory ? path.join(options.dataDirectory, 'temporal.sqlite') : undefined,
-    logFile: path.join(logs, 'temporal.log'),
-  });
-  let vault: RunningVault;
+  // Vault first: the Temporal dev server binds random ports of its own that could take Vault's.
+  const vault = await startVaultDevServer({ binary: tools.vault, port: options.vaultPort, rootToken: vaultToken, logFile: path.join(logs, 'vault.log') });
+  let temporal: RunningTemporal;
   try {
-    vault = await startVaultDevServer({ binary: tools.vault, port: options.vaultPort, rootToken: vaultToken, logFile: path.join(logs, 'vault.log') });
+    temporal = await startTemporalDevServer({
+      binary: tools.temporal,
+      port: options.temporalPort,
+      uiPort: options.uiPort,
+      databaseFile: options.persistHistory ? path.join(options.dataDirectory, 'temporal.sqlite') : undefined,
+      logFile: path.join(logs, 'temporal.log'),
+    });
   } catch (error) {
-    await temporal.stop();
+    await vault.stop();
     throw error;
   }
 

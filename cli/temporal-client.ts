@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import type { TemporalConfig } from '../shared/config';
+import { OperationFailedError } from './errors';
 
 /** Connects a Temporal client, turning an unreachable server into a message that names what to check. */
 export async function connectClient(config: TemporalConfig): Promise<Client> {
@@ -22,7 +23,7 @@ export async function connectClient(config: TemporalConfig): Promise<Client> {
       apiKey: config.apiKey,
     });
   } catch (error) {
-    throw new Error(
+    throw new OperationFailedError(
       `Cannot reach Temporal at ${config.address}: ${(error as Error).message}. ` +
         'Start the local stack with `npm run dev`, or set TEMPORAL_ADDRESS to your Temporal frontend.',
     );

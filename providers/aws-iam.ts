@@ -79,7 +79,7 @@ export const awsIamConfigSchema = z.object({
     .url({ protocol: /^https?$/, message: 'expected an http or https URL such as https://sts.eu-west-1.amazonaws.com' })
     .optional()
     .describe('STS endpoint URL for verifying new keys, when it differs from endpoint (a regional or VPC endpoint)'),
-});
+}).strict();
 
 export type AwsIamConfig = z.infer<typeof awsIamConfigSchema>;
 

@@ -1,11 +1,12 @@
 import { awsIamProvider } from './aws-iam';
 import type { Provider } from './contract';
+import { manualProvider } from './manual';
 
 /**
  * The providers built into Rotor, by name. The inventory names a provider in each integration,
  * and `rotor providers` lists these with their summary and help.
  */
-const builtInProviders: readonly Provider[] = [awsIamProvider];
+const builtInProviders: readonly Provider[] = [awsIamProvider, manualProvider];
 
 const providersByName = indexByName(builtInProviders);
 

@@ -48,7 +48,7 @@ const temporalEnvSchema = z
 
 const vaultEnvSchema = z
   .object({
-    VAULT_ADDR: z.url({ message: 'expected a URL such as http://127.0.0.1:8200' }).default('http://127.0.0.1:8200'),
+    VAULT_ADDR: z.url({ protocol: /^https?$/, message: 'expected an http or https URL such as http://127.0.0.1:8200' }).default('http://127.0.0.1:8200'),
     VAULT_TOKEN: optionalText,
     VAULT_ROLE_ID: optionalText,
     VAULT_SECRET_ID: optionalText,

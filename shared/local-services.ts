@@ -49,6 +49,29 @@ export async function findFreePort(): Promise<number> {
   });
 }
 
+/**
+ * Runs a start-up again, up to `attempts` times, when it failed because another process took
+ * a port picked for it. Ports are picked free, but free is only true until someone binds them:
+ * the Temporal dev server binds random ports of its own, and Vault binds its port + 1 too.
+ */
+export async function retryWhenPortTaken<T>(start: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await start();
+    } catch (error) {
+      const taken = error instanceof ServiceStartError && /address already in use/.test(error.message);
+      if (!taken || attempt >= attempts) {
+        throw error;
+      }
+    }
+  }
+}
+
+/** Starts a service on a port picked just before the start; see retryWhenPortTaken. Start the Temporal dev server last. */
+export async function startOnFreePort<T>(start: (port: number) => Promise<T>, attempts = 3): Promise<T> {
+  return retryWhenPortTaken(async () => start(await findFreePort()), attempts);
+}
+
 /** Throws PortInUseError when something already listens on 127.0.0.1:port. */
 export async function assertPortFree(port: number, what: string, hint: string): Promise<void> {
   const free = await new Promise<boolean>((resolve) => {

@@ -52,6 +52,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // Temporal's log metadata puts errors under `error`; serialise them like pino's own `err`.
+      serializers: { err: pino.stdSerializers.err, error: pino.stdSerializers.err },
     },
     options.destination,
   );

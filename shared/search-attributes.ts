@@ -10,3 +10,12 @@ export const providerAttribute = defineSearchAttributeKey('RotorProvider', 'KEYW
 export const phaseAttribute = defineSearchAttributeKey('RotorPhase', 'KEYWORD');
 
 export const rotorSearchAttributes = [integrationAttribute, providerAttribute, phaseAttribute];
+
+/** Search attributes a rotation starts with, so the UI can filter it before its first phase. */
+export function rotationSearchAttributes(integration: { id: string; provider: string }) {
+  return [
+    { key: integrationAttribute, value: integration.id },
+    { key: providerAttribute, value: integration.provider },
+    { key: phaseAttribute, value: 'planning' },
+  ];
+}

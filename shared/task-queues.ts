@@ -13,3 +13,11 @@ export function providerTaskQueue(baseTaskQueue: string, provider: string): stri
 export function rotationWorkflowId(integrationId: string): string {
   return `rotate-${integrationId}`;
 }
+
+/**
+ * Workflow id prefix of the runs a Temporal Schedule starts. Temporal appends the scheduled
+ * time to it, so each run has its own id and starts the rotation under rotationWorkflowId.
+ */
+export function scheduledRotationWorkflowId(integrationId: string): string {
+  return `scheduled-rotate-${integrationId}`;
+}

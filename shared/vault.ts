@@ -188,6 +188,18 @@ export class VaultStore {
     await this.callAllowingNotFound(`delete ${this.kvMount}/${path}`, () => this.client.delete(`${this.kvMount}/metadata/${path}`));
   }
 
+  /**
+   * Checks that Vault answers, is unsealed and accepts the token, so a process fails at start-up
+   * with a clear message instead of at its first rotation.
+   */
+  async checkAccess(): Promise<void> {
+    const health = await this.health();
+    if (health.sealed) {
+      throw new VaultError(`Vault at ${this.address} is sealed. Unseal it, then start again.`);
+    }
+    await this.call('look up the token', () => this.client.tokenLookupSelf());
+  }
+
   async health(): Promise<z.infer<typeof healthResponseSchema>> {
     const body = await this.call('read health', () => this.client.health());
     return parseResponse(healthResponseSchema, body, 'read health');

@@ -78,7 +78,7 @@ install_temporal() {
     return
   fi
   require_go
-  step "building the Temporal CLI $TEMPORAL_CLI_VERSION (about 10 minutes the first time on 2 cores)"
+  step "building the Temporal CLI $TEMPORAL_CLI_VERSION (about 4 minutes the first time on 2 cores)"
   mkdir -p "$dir"
   run_logged "$dir/build.log" env GOBIN="$dir/.partial" \
     go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION"
@@ -92,7 +92,7 @@ install_vault() {
     return
   fi
   require_go
-  step "building HashiCorp Vault $VAULT_VERSION (about 20 minutes the first time on 2 cores)"
+  step "building HashiCorp Vault $VAULT_VERSION (about 12 minutes the first time on 2 cores)"
   mkdir -p "$dir/bin"
   run_logged "$dir/build.log" go build -C "$repo_dir/tools/vault" -trimpath -o "$dir/bin/vault.partial" .
   mv "$dir/bin/vault.partial" "$dir/bin/vault"

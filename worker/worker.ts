@@ -4,6 +4,7 @@ import { createActivities } from '../activities';
 import { getProvider, listProviders } from '../providers/registry';
 import type { TemporalConfig, WorkerConfig } from '../shared/config';
 import type { Logger } from '../shared/logger';
+import { manualProviderName } from '../shared/inventory';
 import { providerTaskQueue } from '../shared/task-queues';
 import { VaultStore } from '../shared/vault';
 
@@ -59,6 +60,7 @@ export async function connectToTemporal(config: TemporalConfig): Promise<NativeC
 export async function createRotorWorker(options: RotorWorkerOptions): Promise<RotorWorker> {
   const { config, logger } = options;
   const vault = await VaultStore.connect(config.vault);
+  await vault.checkAccess();
   const activities = createActivities({ vault, stagingPrefix: config.vault.stagingPrefix, logger, getProvider });
   const connection = await connectToTemporal(config.temporal);
 
@@ -92,8 +94,11 @@ export async function createRotorWorker(options: RotorWorkerOptions): Promise<Ro
   const workflowSource = options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: require.resolve('../workflows') };
 
   const workers: Worker[] = [await Worker.create({ ...common, ...workflowSource, taskQueue: config.temporal.taskQueue })];
-  for (const provider of listProviders()) {
+  const providerRateLimits: Record<string, number> = {};
+  // Manual integrations never run activities, so their provider gets no task queue.
+  for (const provider of listProviders().filter((candidate) => candidate.name !== manualProviderName)) {
     const limit = options.rateLimits?.[provider.name] ?? provider.capabilities.defaultRateLimitPerSecond;
+    providerRateLimits[providerTaskQueue(config.temporal.taskQueue, provider.name)] = limit;
     workers.push(
       await Worker.create({
         ...common,
@@ -124,7 +129,7 @@ export async function createRotorWorker(options: RotorWorkerOptions): Promise<Ro
   };
 
   const run = async (): Promise<void> => {
-    logger.info({ taskQueues, namespace: config.temporal.namespace, address: config.temporal.address }, 'worker started');
+    logger.info({ taskQueues, providerRateLimits, namespace: config.temporal.namespace, address: config.temporal.address }, 'worker started');
     try {
       await Promise.all(workers.map((worker) => worker.run()));
     } finally {

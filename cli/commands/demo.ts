@@ -2,15 +2,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadWorkerConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logger';
-import { assertPortFree, findFreePort } from '../../shared/local-services';
+import { assertPortFree, findFreePort, retryWhenPortTaken } from '../../shared/local-services';
 import { repositoryRoot, resolveToolPaths } from '../../shared/tools';
 import { VaultStore } from '../../shared/vault';
-import { motoRejectionOf, seedAwsAccount, startMoto, type AwsAccessKey, type MotoServer } from '../../test/emulators/moto';
+import { motoRejectionOf, seedAwsAccount, startMoto, type AwsAccessKey } from '../../test/emulators/moto';
 import { installTemporalRuntime } from '../../worker/logging';
 import { createRotorWorker } from '../../worker/worker';
 import { OperationFailedError, UsageError } from '../errors';
 import { loadCheckedInventory, toIntegrationSpec } from '../integrations';
-import { startLocalStack } from '../stack';
+import { startLocalStack, type LocalStack } from '../stack';
 import { startRotation } from '../start-rotation';
 import { followRotation } from './rotation';
 import { connectClient } from '../temporal-client';
@@ -39,16 +39,18 @@ export async function runDemoCommand(options: DemoOptions): Promise<number> {
   const logs = path.join(options.dataDir, 'logs');
   fs.mkdirSync(logs, { recursive: true });
   console.log('Starting Temporal, Vault and the moto AWS emulator…');
-  const stack = await startLocalStack({
-    temporalPort: await findFreePort(),
-    vaultPort: await findFreePort(),
-    dataDirectory: options.dataDir,
-    persistHistory: false,
-  });
-  let moto: MotoServer | undefined;
+  const moto = await startMoto({ binary: resolveToolPaths().motoServer, port: motoPort, logFile: path.join(logs, 'moto.log') });
+  let stack: LocalStack;
+  try {
+    stack = await retryWhenPortTaken(async () =>
+      startLocalStack({ temporalPort: await findFreePort(), vaultPort: await findFreePort(), dataDirectory: options.dataDir, persistHistory: false }),
+    );
+  } catch (error) {
+    await moto.stop();
+    throw error;
+  }
   let stopWorker: (() => Promise<void>) | undefined;
   try {
-    moto = await startMoto({ binary: resolveToolPaths().motoServer, port: motoPort, logFile: path.join(logs, 'moto.log') });
     const environment = { ...process.env, ...stack.environment };
     const config = loadWorkerConfig(environment);
     const vault = await VaultStore.connect(config.vault);
@@ -110,7 +112,7 @@ export async function runDemoCommand(options: DemoOptions): Promise<number> {
     return 0;
   } finally {
     await stopWorker?.();
-    await moto?.stop();
+    await moto.stop();
     await stack.stop();
   }
 }

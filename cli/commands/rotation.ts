@@ -72,8 +72,11 @@ export async function followRotation(handle: WorkflowHandle<typeof rotateKey>, i
 
   if (failure !== undefined) {
     const message = failure instanceof WorkflowFailedError ? (failure.cause?.message ?? failure.message) : (failure as Error).message;
-    console.log(`  ${new Date().toISOString().slice(11, 19)}  failed`);
-    throw new OperationFailedError(`Rotation of ${integrationId} failed: ${message}`);
+    if (!printed.has('failed')) {
+      console.log(`  ${new Date().toISOString().slice(11, 19)}  failed`);
+    }
+    // The workflow's own failure message already names the integration and the phase.
+    throw new OperationFailedError(message.startsWith(`Rotation of ${integrationId}`) ? message : `Rotation of ${integrationId} failed: ${message}`);
   }
   printPhases((outcome as RotationResult).state);
   printOutcome(outcome as RotationResult);

@@ -1,32 +1,14 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { stringify } from 'yaml';
 import type { VaultStore } from '../../shared/vault';
 import type { IntegrationSpec } from '../../workflows/rotation-types';
 import { prepareAwsIntegration, type AwsTestIntegration } from '../support/aws-integration';
 import { runCli } from '../support/cli';
-import { startTestWorker, testEnvironment, testVault, uniqueSuffix, type RunningTestWorker } from '../support/environment';
+import { startTestWorker, testVault, uniqueSuffix, type RunningTestWorker } from '../support/environment';
+import { writeInventoryFile } from '../support/inventory-files';
 
-/** Writes an inventory file for the integration, as a user would keep it. */
 function writeInventory(integration: IntegrationSpec, gracePeriod: string): string {
-  const file = path.join(testEnvironment().ROTOR_TEST_WORK_DIR, `inventory-${integration.id}.yaml`);
-  const document = {
-    version: 1,
-    integrations: [
-      {
-        id: integration.id,
-        provider: integration.provider,
-        config: integration.providerConfig,
-        management_credential: integration.managementCredentialPath,
-        vault_path: integration.vaultPath,
-        rotation: { grace_period: gracePeriod, verify_timeout: '30s' },
-      },
-    ],
-  };
-  fs.writeFileSync(file, stringify(document));
-  return file;
+  return writeInventoryFile([integration], { grace_period: gracePeriod });
 }
 
 describe('rotor rotate, status, finish-grace and rollback', () => {

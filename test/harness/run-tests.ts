@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { findFreePort, startTemporalDevServer, startVaultDevServer, type LocalService } from '../../shared/local-services';
+import { startOnFreePort, startTemporalDevServer, startVaultDevServer, type LocalService } from '../../shared/local-services';
 import { repositoryRoot, resolveToolPaths } from '../../shared/tools';
 import { startMoto } from '../emulators/moto';
 
@@ -16,6 +16,7 @@ async function main(): Promise<number> {
   const tools = resolveToolPaths();
   const workDirectory = fs.mkdtempSync(path.join(os.tmpdir(), 'rotor-test-'));
   const services: LocalService[] = [];
+  let keepWorkDirectory = true;
   const stopAll = async (): Promise<void> => {
     await Promise.all(services.map((service) => service.stop()));
   };
@@ -25,12 +26,14 @@ async function main(): Promise<number> {
   try {
     const started = Date.now();
     const vaultToken = `test-${crypto.randomBytes(12).toString('hex')}`;
-    const [temporal, vault, moto] = await Promise.all([
-      findFreePort().then((port) => startTemporalDevServer({ binary: tools.temporal, port, logFile: path.join(workDirectory, 'temporal.log') })),
-      findFreePort().then((port) => startVaultDevServer({ binary: tools.vault, port, rootToken: vaultToken, logFile: path.join(workDirectory, 'vault.log') })),
-      findFreePort().then((port) => startMoto({ binary: tools.motoServer, port, logFile: path.join(workDirectory, 'moto.log') })),
-    ]);
-    services.push(temporal, vault, moto);
+    // One after another, Temporal last: it binds random ports of its own that could take a
+    // port picked for another service.
+    const vault = await startOnFreePort((port) => startVaultDevServer({ binary: tools.vault, port, rootToken: vaultToken, logFile: path.join(workDirectory, 'vault.log') }));
+    services.push(vault);
+    const moto = await startOnFreePort((port) => startMoto({ binary: tools.motoServer, port, logFile: path.join(workDirectory, 'moto.log') }));
+    services.push(moto);
+    const temporal = await startOnFreePort((port) => startTemporalDevServer({ binary: tools.temporal, port, logFile: path.join(workDirectory, 'temporal.log') }));
+    services.push(temporal);
     console.log(
       `test services ready in ${((Date.now() - started) / 1000).toFixed(1)} s: Temporal ${temporal.address}, Vault ${vault.address}, moto ${moto.url} (logs in ${workDirectory})`,
     );
@@ -54,9 +57,18 @@ async function main(): Promise<number> {
         ROTOR_TOOLS_DIR: path.dirname(path.dirname(path.dirname(tools.temporal))),
       },
     });
-    return await new Promise<number>((resolve) => runner.once('exit', (code) => resolve(code ?? 1)));
+    const code = await new Promise<number>((resolve) => runner.once('exit', (exitCode) => resolve(exitCode ?? 1)));
+    if (code === 0) {
+      keepWorkDirectory = false;
+    } else {
+      console.log(`Service logs and test files kept in ${workDirectory}`);
+    }
+    return code;
   } finally {
     await stopAll();
+    if (!keepWorkDirectory) {
+      fs.rmSync(workDirectory, { recursive: true, force: true });
+    }
   }
 }
 

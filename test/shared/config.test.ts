@@ -34,7 +34,7 @@ describe('environment configuration', () => {
     assert.match(error.message, /TEMPORAL_ADDRESS: expected host:port/);
     assert.match(error.message, /TEMPORAL_TLS: expected true or false/);
     assert.match(error.message, /TEMPORAL_TLS_KEY: mutual TLS needs both/);
-    assert.match(error.message, /VAULT_ADDR: expected a URL/);
+    assert.match(error.message, /VAULT_ADDR: expected an http or https URL/);
     assert.match(error.message, /VAULT_TOKEN: missing: set VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID/);
     assert.match(error.message, /ROTOR_LOG_LEVEL: expected trace, debug, info, warn or error/);
     assert.match(error.message, /ROTOR_SHUTDOWN_GRACE: expected a duration/);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -8,7 +9,7 @@ import { temporal } from '@temporalio/proto';
 import { startRotation } from '../../cli/start-rotation';
 import { repositoryRoot } from '../../shared/tools';
 import { prepareAwsIntegration } from '../support/aws-integration';
-import { testClient, testVault, uniqueSuffix } from '../support/environment';
+import { testClient, testEnvironment, testVault, uniqueSuffix } from '../support/environment';
 
 /** Waits until the server reports the activity as started by a worker. */
 async function waitForStartedActivity(handle: WorkflowHandle, activityType: string): Promise<void> {
@@ -64,5 +65,50 @@ describe('worker shutdown', () => {
       silent.close();
       await client.connection.close();
     }
+  });
+});
+
+describe('worker rate limits', () => {
+  it('takes provider overrides from the inventory', async () => {
+    const taskQueue = `rotor-limits-${uniqueSuffix()}`;
+    const file = path.join(testEnvironment().ROTOR_TEST_WORK_DIR, `limits-${taskQueue}.yaml`);
+    fs.writeFileSync(
+      file,
+      [
+        'version: 1',
+        'providers:',
+        '  aws-iam:',
+        '    rate_limit_per_second: 0.5',
+        'integrations:',
+        '  - id: aws-limited',
+        '    provider: aws-iam',
+        '    config: { user_name: limited, endpoint: "http://127.0.0.1:9" }',
+        '    management_credential: rotor/management/aws-limited',
+        '    vault_path: apps/limited/aws',
+        '',
+      ].join('\n'),
+    );
+    const worker = spawn(process.execPath, [path.join(repositoryRoot, 'bin', 'rotor.js'), 'worker', '--file', file], {
+      env: { ...process.env, ROTOR_TASK_QUEUE: taskQueue },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    worker.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => worker.once('exit', (code) => resolve(code)));
+
+    const deadline = Date.now() + 60_000;
+    while (!output.includes('"worker started"') && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    worker.kill('SIGTERM');
+    await exited;
+
+    const started = output
+      .split('\n')
+      .filter((line) => line.includes('"worker started"'))
+      .map((line) => JSON.parse(line) as { providerRateLimits: Record<string, number>; taskQueues: string[] })[0];
+    assert.ok(started, output);
+    assert.equal(started.providerRateLimits[`${taskQueue}-provider-aws-iam`], 0.5);
+    assert.equal(started.taskQueues.includes(`${taskQueue}-provider-manual`), false);
   });
 });

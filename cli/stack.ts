@@ -39,6 +39,10 @@ export async function startLocalStack(options: StackOptions): Promise<LocalStack
     throw new UsageError((error as Error).message);
   }
 
+  const ports = [options.temporalPort, options.uiPort, options.vaultPort].filter((port) => port !== undefined);
+  if (new Set(ports).size !== ports.length) {
+    throw new UsageError(`The Temporal, UI and Vault ports must differ; got ${ports.join(', ')}. Choose distinct --temporal-port, --ui-port and --vault-port values.`);
+  }
   await assertPortFree(options.temporalPort, 'the Temporal dev server', 'choose another with --temporal-port');
   if (options.uiPort !== undefined) {
     await assertPortFree(options.uiPort, 'the Temporal UI', 'choose another with --ui-port');

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import readline from 'node:readline';
 import path from 'node:path';
 import { repositoryRoot } from '../../shared/tools';
 import { startLocalStack, type LocalStack } from '../stack';
@@ -31,7 +32,16 @@ export async function runDevCommand(options: DevOptions): Promise<number> {
 
   const worker = spawn(process.execPath, [path.join(repositoryRoot, 'bin', 'rotor.js'), 'worker'], {
     env: { ...process.env, ...stack.environment },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  // The full JSON log goes to a file; the terminal gets one short line per rotation event.
+  const workerLog = fs.createWriteStream(path.join(options.dataDir, 'logs', 'worker.log'), { flags: 'a' });
+  readline.createInterface({ input: worker.stdout }).on('line', (line) => {
+    workerLog.write(`${line}\n`);
+    const short = summariseLogLine(line);
+    if (short !== undefined) {
+      console.log(short);
+    }
   });
   const workerExited = new Promise<number | string>((resolve) => worker.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
 
@@ -39,7 +49,7 @@ export async function runDevCommand(options: DevOptions): Promise<number> {
   console.log(`Temporal:    ${stack.temporal.address} (namespace default)`);
   console.log(`Temporal UI: ${stack.temporal.uiUrl}`);
   console.log(`Vault:       ${stack.vault.address} (dev mode, in memory; root token in ${environmentFile})`);
-  console.log(`Logs:        ${path.join(options.dataDir, 'logs')}`);
+  console.log(`Logs:        ${path.join(options.dataDir, 'logs')} (worker.log has every worker log line as JSON)`);
   console.log(`Run \`source ${path.relative(process.cwd(), environmentFile) || environmentFile}\` in another shell to use \`rotor\` against this stack.`);
   console.log('Press Ctrl-C to stop everything.');
   console.log('');
@@ -59,6 +69,33 @@ export async function runDevCommand(options: DevOptions): Promise<number> {
   await stopAll(stack, worker, workerExited);
   console.log('Stopped the worker, Vault and the Temporal dev server.');
   return reason.startsWith('received') ? 0 : 1;
+}
+
+/**
+ * Shortens a worker log line for the terminal: time, level, message and the rotation fields.
+ * Returns undefined for the SDK's routine worker lines (bundling, state changes).
+ */
+export function summariseLogLine(line: string): string | undefined {
+  let entry: Record<string, unknown>;
+  try {
+    entry = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line;
+  }
+  const level = String(entry.level ?? 'info');
+  const message = String(entry.msg ?? '');
+  if (entry.sdkComponent === 'worker' && (level === 'info' || level === 'debug')) {
+    return undefined;
+  }
+  const fields = ['integration', 'phase', 'keyId', 'rotationId']
+    .filter((field) => entry[field] !== undefined)
+    .map((field) => `${field}=${String(entry[field])}`);
+  const error = entry.error as { message?: string } | undefined;
+  if (error?.message) {
+    fields.push(`error="${error.message}"`);
+  }
+  const time = String(entry.time ?? '').slice(11, 19);
+  return `${time} ${level.padEnd(5)} ${message}${fields.length > 0 ? `  ${fields.join(' ')}` : ''}`;
 }
 
 async function stopAll(stack: LocalStack, worker: ReturnType<typeof spawn>, workerExited: Promise<number | string>): Promise<void> {

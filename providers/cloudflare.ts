@@ -15,8 +15,8 @@ import { sendVendorRequest, type VendorRequest, type VendorResponse } from './ht
 /**
  * The Cloudflare provider keeps one user API token fresh. Its management credential is another
  * API token of the same Cloudflare user, one that may create tokens. New tokens are verified
- * with GET /user/tokens/verify, which every active token may call. Cloudflare answers in its v4
- * envelope `{ success, errors, messages, result }`.
+ * with GET /user/tokens/verify, which every active token may call. Cloudflare wraps every
+ * response in its v4 envelope `{ success, errors, messages, result }`.
  */
 
 const PROVIDER_NAME = 'cloudflare';
@@ -28,8 +28,8 @@ const MAX_TOKENS_PER_USER = 50;
 // Cloudflare's limit on token names (iam_name in Cloudflare's OpenAPI schema).
 const MAX_TOKEN_NAME_LENGTH = 120;
 
-// GET /user/tokens returns at most 50 tokens a page. A user has at most 50 tokens, so more than a
-// few pages means the answer is wrong, not long.
+// GET /user/tokens returns at most 50 tokens a page. A user has at most 50 tokens, so more than
+// MAX_LIST_PAGES pages means the response is malformed.
 const LIST_PAGE_SIZE = 50;
 const MAX_LIST_PAGES = 10;
 
@@ -49,6 +49,11 @@ const NOT_FOUND_ERROR_CODES = new Set([7000, 7003]);
 // Used when Cloudflare reports a rate limit in the envelope without a Retry-After header. An
 // estimate: Cloudflare documents Retry-After on its 429 responses but no delay for other cases.
 const DEFAULT_RATE_LIMIT_DELAY_MS = 5_000;
+
+// Rotations throttled together would otherwise all retry after the same Retry-After and collide
+// again, so each waits a random extra time up to this. Small next to the 5 minutes Cloudflare
+// blocks a user once its limit is spent.
+const RATE_LIMIT_JITTER_MAX_MS = 2_000;
 
 // ---------------------------------------------------------------------------------------------
 // Config, credential and secret
@@ -90,7 +95,7 @@ export const cloudflareConfigSchema = z
     base_url: z
       .url({ protocol: /^https?$/, message: `expected an http or https URL such as ${DEFAULT_BASE_URL}` })
       .default(DEFAULT_BASE_URL)
-      .describe(`Cloudflare API base URL (default ${DEFAULT_BASE_URL})`),
+      .describe('Cloudflare API base URL; tests point it at a local emulator'),
     /** Readable part of each new token's name; the rotation label follows it in parentheses. */
     token_name: z
       .string()
@@ -98,7 +103,7 @@ export const cloudflareConfigSchema = z
       .max(MAX_TOKEN_NAME_LENGTH - 40, `expected at most ${MAX_TOKEN_NAME_LENGTH - 40} characters, because the rotation label follows`)
       .optional()
       .describe('Readable name for new tokens, such as "ci-deployer"; Rotor appends the rotation label'),
-    /** What each new token may do: Cloudflare policy objects, sent as they are. */
+    /** Access policies of each new token: Cloudflare policy objects, sent as they are. */
     policies: z
       .array(policySchema)
       .min(1, 'expected at least one policy')
@@ -148,11 +153,11 @@ Restrictions:
                  those groups. Leave it empty to grant every group in the policies.
   expires_after  becomes the token's expires_on.
 
-Limits: a Cloudflare user may hold ${MAX_TOKENS_PER_USER} API tokens, counting tokens made for other purposes,
-and the API allows 1200 requests per 5 minutes per user. With clear_stale_keys, planning may
-revoke any disabled, expired or unused token of the user to make room, so give Rotor's tokens
-a Cloudflare user of their own. Keys are listed with their Cloudflare name as the label and
-report last_used_on as usage data.`;
+Limits: a Cloudflare user may have ${MAX_TOKENS_PER_USER} API tokens, counting tokens made for other
+purposes, and the API allows 1200 requests per 5 minutes per user. With clear_stale_keys,
+planning may revoke any disabled or long-unused token of the user to make room, so give
+Rotor's tokens a Cloudflare user of their own. Rotor lists each token with its name as the
+label (the rotation label for tokens it created) and its last_used_on as usage data.`;
 
 export const cloudflareProvider: Provider<CloudflareConfig, CloudflareCredential> = {
   name: PROVIDER_NAME,
@@ -283,8 +288,6 @@ async function verifyKey(context: CloudflareContext, keyId: string, secret: Reco
  * token itself, which Rotor needs for every later rotation.
  */
 async function revokeKey(context: CloudflareContext, keyId: string): Promise<void> {
-  // Cloudflare can disable a token, but only by writing back the whole token with PUT, and the
-  // delete follows at once, so disabling first would cost two calls and buy no time to undo.
   const managementTokenId = await readManagementTokenId(context, 'revokeKey');
   if (managementTokenId === keyId) {
     throw new ProviderError(
@@ -295,6 +298,8 @@ async function revokeKey(context: CloudflareContext, keyId: string): Promise<voi
     );
   }
 
+  // Cloudflare can disable a token, but only by writing back the whole token with PUT, and the
+  // delete follows at once, so disabling first would cost two calls and buy no time to undo.
   const call = managementCall(context, 'revokeKey', 'DELETE', `/user/tokens/${encodeURIComponent(keyId)}`, keyId);
   try {
     await callCloudflare(context, call, deletedTokenSchema);
@@ -342,7 +347,7 @@ async function listTokens(context: CloudflareContext): Promise<z.infer<typeof to
   }
   throw new ProviderError(
     'transient',
-    `Cloudflare returned an unexpected response to listKeys: more than ${MAX_LIST_PAGES} pages of API tokens, although a user holds at most ${MAX_TOKENS_PER_USER}.`,
+    `Cloudflare returned an unexpected response to listKeys: more than ${MAX_LIST_PAGES} pages of API tokens, although a user may have at most ${MAX_TOKENS_PER_USER}.`,
     { provider: PROVIDER_NAME, operation: 'listKeys', vendorCode: 'UnexpectedResponse' },
   );
 }
@@ -377,17 +382,17 @@ function labelFromTokenName(name: string): string {
  * deny policies stay whole because they only take permissions away.
  */
 function grantedPolicies(policies: CloudflarePolicy[], scopes: string[]): WirePolicy[] {
-  const wanted = new Set(scopes);
+  const requested = new Set(scopes);
   const matched = new Set<string>();
-  const isWanted = (group: CloudflarePolicy['permission_groups'][number]): boolean => {
-    const hits = [group.id, group.name].filter((key): key is string => key !== undefined && wanted.has(key));
+  const isRequested = (group: CloudflarePolicy['permission_groups'][number]): boolean => {
+    const hits = [group.id, group.name].filter((key): key is string => key !== undefined && requested.has(key));
     hits.forEach((key) => matched.add(key));
     return hits.length > 0;
   };
 
   const granted: WirePolicy[] = [];
   for (const policy of policies) {
-    const groups = policy.effect === 'allow' && wanted.size > 0 ? policy.permission_groups.filter(isWanted) : policy.permission_groups;
+    const groups = policy.effect === 'allow' && requested.size > 0 ? policy.permission_groups.filter(isRequested) : policy.permission_groups;
     if (groups.length > 0) {
       granted.push({ effect: policy.effect, resources: policy.resources, permission_groups: groups.map(({ id, meta }) => (meta ? { id, meta } : { id })) });
     }
@@ -488,7 +493,7 @@ const verifiedTokenSchema = z.object({
   status: z.string().min(1),
 });
 
-// DELETE answers with the id, or with a null result.
+// DELETE returns the id, or a null result.
 const deletedTokenSchema = z.object({ id: z.string().min(1) }).nullish();
 
 const cloudflareErrorSchema = z.object({ code: z.number(), message: z.string() });
@@ -512,7 +517,7 @@ async function callCloudflare<T>(context: CloudflareContext, call: CloudflareCal
 
 /**
  * Sends one request and returns the envelope's result, parsed. Throws a ProviderError for a
- * rejected request, whether Cloudflare says so in the HTTP status or with success: false.
+ * rejected request, whether Cloudflare reports it in the HTTP status or with success: false.
  */
 async function callCloudflareWithInfo<T>(
   context: CloudflareContext,
@@ -537,7 +542,7 @@ async function callCloudflareWithInfo<T>(
       signal: context.signal,
     });
   } catch (error) {
-    throw rewordRejection(error, call);
+    throw adaptSharedFailure(error, call);
   }
 
   const failure = failureEnvelopeSchema.safeParse(response.json);
@@ -556,11 +561,15 @@ async function callCloudflareWithInfo<T>(
 }
 
 /**
- * Replaces the shared HTTP helper's message for 401 and 403 with one that names the token and
- * what to check. The helper does not pass on the body of these answers, so Cloudflare's error
- * code (1000 invalid token, 9109 IP filter, 10000 missing permission) cannot be told apart here.
+ * Adapts a failure of the shared HTTP helper: a 429 gets jitter on its Retry-After delay, and
+ * 401 and 403 get a message that names the token and what to check. The helper does not pass on
+ * the body of 401 and 403 responses, so Cloudflare's error code (1000 invalid token, 9109 IP
+ * filter, 10000 missing permission) cannot be distinguished here.
  */
-function rewordRejection(error: unknown, call: CloudflareCall): unknown {
+function adaptSharedFailure(error: unknown, call: CloudflareCall): unknown {
+  if (error instanceof ProviderError && error.kind === 'rate-limited') {
+    return rateLimitedError(call, error.details.retryAfterMs ?? DEFAULT_RATE_LIMIT_DELAY_MS, error.details.vendorCode ?? 'HTTP 429');
+  }
   if (!(error instanceof ProviderError) || (error.kind !== 'authentication' && error.kind !== 'permission')) {
     return error;
   }
@@ -590,10 +599,7 @@ function cloudflareFailure(call: CloudflareCall, response: VendorResponse, error
 
   switch (kind) {
     case 'rate-limited':
-      return new ProviderError('rate-limited', `Cloudflare rate-limited ${call.method} ${pathOnly(call)}: ${vendorText}. Retrying in ${DEFAULT_RATE_LIMIT_DELAY_MS / 1000} s.`, {
-        ...details,
-        retryAfterMs: DEFAULT_RATE_LIMIT_DELAY_MS,
-      });
+      return rateLimitedError(call, DEFAULT_RATE_LIMIT_DELAY_MS, vendorCode);
     case 'authentication':
       return new ProviderError(
         'authentication',
@@ -612,7 +618,7 @@ function cloudflareFailure(call: CloudflareCall, response: VendorResponse, error
     case 'limit-reached':
       return new ProviderError(
         'limit-reached',
-        `The Cloudflare user already holds the maximum of ${MAX_TOKENS_PER_USER} API tokens: ${vendorText}. ` +
+        `The Cloudflare user already has the maximum of ${MAX_TOKENS_PER_USER} API tokens: ${vendorText}. ` +
           'Delete tokens it no longer uses, then start the rotation again.',
         details,
       );
@@ -632,7 +638,7 @@ function classifyFailure(call: CloudflareCall, status: number, codes: Set<number
     return 'rate-limited';
   }
   if (codes.has(LOCATION_ERROR_CODE)) {
-    // A new token rejected from here is "not accepted"; the management token's filter is a setup problem.
+    // A new token rejected from here is not accepted yet, but the management token's IP filter is a setup problem.
     return call.signedWith === 'new token' ? 'authentication' : 'permission';
   }
   if ([...codes].some((code) => AUTHENTICATION_ERROR_CODES.has(code))) {
@@ -649,8 +655,18 @@ function classifyFailure(call: CloudflareCall, status: number, codes: Set<number
   if (status >= 400) {
     return 'invalid-config';
   }
-  // success: false inside a 2xx answer, with no code Rotor knows.
+  // success: false inside a 2xx response, with no error code Rotor recognizes.
   return 'transient';
+}
+
+/** Creates the rate-limited error with Cloudflare's delay plus jitter, so throttled rotations spread out. */
+function rateLimitedError(call: CloudflareCall, vendorDelayMs: number, vendorCode: string): ProviderError {
+  const retryAfterMs = vendorDelayMs + Math.round(Math.random() * RATE_LIMIT_JITTER_MAX_MS);
+  return new ProviderError(
+    'rate-limited',
+    `Cloudflare rate-limited ${call.method} ${pathOnly(call)} (${vendorCode}); retrying in ${(retryAfterMs / 1000).toFixed(1)} s.`,
+    { provider: PROVIDER_NAME, operation: call.operation, vendorCode, retryAfterMs },
+  );
 }
 
 function managementTokenRejectedMessage(call: CloudflareCall, reason: string): string {
@@ -687,8 +703,8 @@ function describeErrors(errors: CloudflareError[], secrets: string[], status: nu
 }
 
 /**
- * Parses a successful answer. The error names the operation and the path of the first bad
- * field, never its value, because the answer to a create contains the new token.
+ * Parses a successful response. The error names the operation and the path of the first bad
+ * field, never its value, because the response to a create contains the new token.
  */
 function parseResponse<T>(schema: z.ZodType<T>, body: unknown, call: CloudflareCall): T {
   const result = schema.safeParse(body);
@@ -699,7 +715,7 @@ function parseResponse<T>(schema: z.ZodType<T>, body: unknown, call: CloudflareC
   const issue = result.error.issues[0];
   const path = formatPath(issue.path);
   const problem = valueAtPath(body, issue.path) === undefined ? `missing ${path}` : `${path}: ${issue.message}`;
-  // No error kind describes a malformed answer, so it counts as transient and the activity's
+  // No error kind describes a malformed response, so it counts as transient and the activity's
   // bounded retry policy decides when to give up.
   throw new ProviderError('transient', `Cloudflare returned an unexpected response to ${call.operation} (${call.method} ${pathOnly(call)}): ${problem}`, {
     provider: PROVIDER_NAME,

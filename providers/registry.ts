@@ -1,12 +1,15 @@
 import { awsIamProvider } from './aws-iam';
+import { bybitProvider } from './bybit';
+import { cloudflareProvider } from './cloudflare';
 import type { Provider } from './contract';
 import { manualProvider } from './manual';
+import { okxProvider } from './okx';
 
 /**
  * The providers built into Rotor, by name. The inventory names a provider in each integration,
  * and `rotor providers` lists these with their summary and help.
  */
-const builtInProviders: readonly Provider[] = [awsIamProvider, manualProvider];
+const builtInProviders: readonly Provider[] = [awsIamProvider, bybitProvider, cloudflareProvider, manualProvider, okxProvider];
 
 const providersByName = indexByName(builtInProviders);
 

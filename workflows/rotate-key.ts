@@ -52,10 +52,13 @@ export async function rotateKey(request: RotationRequest): Promise<RotationResul
   const { integration } = request;
   const info = workflowInfo();
 
+  // Bounded by time, not attempts: a vendor's rate-limit responses may need many retries, and a
+  // rate limit must delay a rotation, never fail it.
   const providerActivities = proxyActivities<ProviderActivities>({
     taskQueue: providerTaskQueue(request.taskQueue, integration.provider),
     startToCloseTimeout: '1 minute',
-    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes },
+    scheduleToCloseTimeout: '30 minutes',
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes },
   });
   // Verification retries through the vendor's propagation delay, bounded by the policy's window.
   // A short attempt timeout lets a retry start soon when a worker dies mid-call.

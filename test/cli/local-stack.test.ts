@@ -51,7 +51,7 @@ describe('rotor dev', () => {
     const exited = new Promise<number | null>((resolve) => dev.once('exit', (code) => resolve(code)));
 
     const deadline = Date.now() + 90_000;
-    while (!/ info  worker started/.test(output) && Date.now() < deadline) {
+    while (!/ info {2}worker started/.test(output) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     const children = childPids(dev.pid ?? 0);
@@ -62,7 +62,7 @@ describe('rotor dev', () => {
     dev.kill('SIGINT');
     const code = await exited;
 
-    assert.match(output, / info  worker started/, `the worker never started:\n${output}`);
+    assert.match(output, / info {2}worker started/, `the worker never started:\n${output}`);
     assert.doesNotMatch(output, /webpack|"level":/, 'the terminal should show short lines, not the JSON log');
     assert.match(fs.readFileSync(path.join(dataDirectory, 'logs', 'worker.log'), 'utf8'), /"msg":"worker started"/);
     assert.match(output, new RegExp(`Temporal UI: http://127\\.0\\.0\\.1:${uiPort}`));

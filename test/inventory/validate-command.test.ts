@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { describe, it } from 'node:test';
+import { listProviders } from '../../providers/registry';
 import { runCli } from '../support/cli';
 import { writeInventoryText } from './fixtures';
 
@@ -23,7 +24,7 @@ function awsIntegration(id: string): string {
 }
 
 const storeInVault = 'The inventory must not contain secrets: store it in Vault and reference its KV path instead.';
-const knownProviders = 'expected one of: aws-iam, manual (`rotor providers` describes them)';
+const knownProviders = `expected one of: ${listProviders().map((provider) => provider.name).join(', ')} (\`rotor providers\` describes them)`;
 const cidrExample = 'expected an IPv4 or IPv6 address or CIDR block, such as 203.0.113.0/24 or 2001:db8::/32';
 
 async function validate(text: string): Promise<{ file: string; code: number | null; lines: string[]; stdout: string; stderr: string }> {
@@ -55,15 +56,15 @@ describe('rotor validate', () => {
   });
 
   it('unknown provider of an integration', async () => {
-    const text = header + awsIntegration('ci').replace('provider: aws-iam', 'provider: okx');
+    const text = header + awsIntegration('ci').replace('provider: aws-iam', 'provider: kraken');
 
-    await assertProblems(text, [[4, `integrations[0].provider: unknown provider "okx"; ${knownProviders}`]]);
+    await assertProblems(text, [[4, `integrations[0].provider: unknown provider "kraken"; ${knownProviders}`]]);
   });
 
   it('unknown provider and bad rate limit in providers', async () => {
     const text = `version: 1
 providers:
-  okx:
+  kraken:
     rate_limit_per_second: 2
   aws-iam:
     rate_limit_per_second: 0
@@ -71,7 +72,7 @@ integrations:
 ${awsIntegration('ci')}`;
 
     await assertProblems(text, [
-      [3, `providers.okx: unknown provider "okx"; ${knownProviders}`],
+      [3, `providers.kraken: unknown provider "kraken"; ${knownProviders}`],
       [6, 'providers.aws-iam.rate_limit_per_second: expected a number greater than 0'],
     ]);
   });

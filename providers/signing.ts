@@ -1,9 +1,8 @@
 import crypto from 'node:crypto';
 
 /**
- * Request-signing primitives shared by the exchange providers. Each vendor builds its own
- * prehash string; these only compute the MACs, so every signature is tested against the
- * vendor's published examples in one place per provider.
+ * Request-signing primitives shared by the exchange providers. Each provider builds its
+ * vendor's prehash string and tests its signatures in its own test file.
  */
 
 export function hmacSha256Hex(secret: string, message: string): string {

@@ -153,7 +153,7 @@ function counts(rows: FleetRow[]): Counts {
   };
 }
 
-/** A progress bar on a terminal; one line per change elsewhere, so CI logs stay readable. */
+/** Creates a progress bar on a terminal, or one line per change elsewhere so CI logs stay readable. */
 function createProgress(total: number): { update(counts: Counts): void; stop(): void } {
   if (process.stdout.isTTY) {
     const bar = new SingleBar({ format: 'rotations [{bar}] {value}/{total} | done {done} | running {running} | failed {failed}' });

@@ -2,13 +2,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadWorkerConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logger';
-import { assertPortFree, findFreePort, retryWhenPortTaken } from '../../shared/local-services';
-import { repositoryRoot, resolveToolPaths } from '../../shared/tools';
+import { findFreePort, retryWhenPortTaken } from '../../shared/local-services';
+import { repositoryRoot } from '../../shared/tools';
 import { VaultStore } from '../../shared/vault';
-import { motoRejectionOf, seedAwsAccount, startMoto, type AwsAccessKey } from '../../test/emulators/moto';
 import { installTemporalRuntime } from '../../worker/logging';
 import { createRotorWorker } from '../../worker/worker';
-import { OperationFailedError, UsageError } from '../errors';
+import { oldKeyRejection, startDemoEmulators, type SeededIntegration } from '../demo-emulators';
+import { OperationFailedError } from '../errors';
 import { loadCheckedInventory, toIntegrationSpec } from '../integrations';
 import { startLocalStack, type LocalStack } from '../stack';
 import { startRotation } from '../start-rotation';
@@ -29,24 +29,18 @@ export interface DemoOptions {
 export async function runDemoCommand(options: DemoOptions): Promise<number> {
   const inventory = loadCheckedInventory(options.file);
   const integrations = inventory.integrations.map(toIntegrationSpec);
-  const unsupported = integrations.filter((integration) => integration.provider !== 'aws-iam');
-  if (unsupported.length > 0) {
-    throw new UsageError(`The demo can seed only aws-iam integrations on moto; ${unsupported.map((integration) => integration.id).join(', ')} use other providers.`);
-  }
-  const motoPort = motoPortOf(integrations.map((integration) => String(integration.providerConfig.endpoint ?? '')));
-  await assertPortFree(motoPort, 'the moto AWS emulator', `change the endpoint port in ${options.file}`);
-
   const logs = path.join(options.dataDir, 'logs');
   fs.mkdirSync(logs, { recursive: true });
-  console.log('Starting Temporal, Vault and the moto AWS emulator…');
-  const moto = await startMoto({ binary: resolveToolPaths().motoServer, port: motoPort, logFile: path.join(logs, 'moto.log') });
+
+  console.log(`Starting Temporal, Vault and the emulators for ${[...new Set(integrations.map((integration) => integration.provider))].join(', ')}…`);
+  const emulators = await startDemoEmulators(integrations, logs);
   let stack: LocalStack;
   try {
     stack = await retryWhenPortTaken(async () =>
       startLocalStack({ temporalPort: await findFreePort(), vaultPort: await findFreePort(), dataDirectory: options.dataDir, persistHistory: false }),
     );
   } catch (error) {
-    await moto.stop();
+    await emulators.stop();
     throw error;
   }
   let stopWorker: (() => Promise<void>) | undefined;
@@ -55,13 +49,13 @@ export async function runDemoCommand(options: DemoOptions): Promise<number> {
     const config = loadWorkerConfig(environment);
     const vault = await VaultStore.connect(config.vault);
 
-    const currentKeys = new Map<string, AwsAccessKey>();
+    const seededIntegrations: SeededIntegration[] = [];
     for (const integration of integrations) {
-      const account = await seedAwsAccount(moto.url, { adminUser: `rotor-admin-${integration.id}`, appUser: String(integration.providerConfig.user_name) });
-      await vault.writeSecret(integration.managementCredentialPath, { ...account.managementCredential });
-      await vault.writeSecret(integration.vaultPath, { ...account.currentKey }, { cas: 0 });
-      currentKeys.set(integration.id, account.currentKey);
-      console.log(`Seeded ${integration.id}: IAM user ${account.appUserName} with key ${account.currentKey.access_key_id}, stored at secret/${integration.vaultPath}`);
+      const seeded = await emulators.seed(integration);
+      await vault.writeSecret(integration.managementCredentialPath, seeded.managementCredential);
+      await vault.writeSecret(integration.vaultPath, seeded.currentSecret, { cas: 0 });
+      seededIntegrations.push(seeded);
+      console.log(`Seeded ${integration.id}: ${seeded.description} with key ${seeded.currentKeyId}, stored at secret/${integration.vaultPath}`);
     }
 
     const workerLog = path.join(logs, 'demo-worker.log');
@@ -76,7 +70,8 @@ export async function runDemoCommand(options: DemoOptions): Promise<number> {
 
     const client = await connectClient(config.temporal);
     let failures = 0;
-    for (const integration of integrations) {
+    for (const seeded of seededIntegrations) {
+      const { integration } = seeded;
       console.log('');
       console.log(`Rotating ${integration.id} (${integration.provider}):`);
       const handle = await startRotation(client, integration, { taskQueue: config.temporal.taskQueue, dryRun: false, requestedBy: 'demo' });
@@ -89,13 +84,13 @@ export async function runDemoCommand(options: DemoOptions): Promise<number> {
       }
 
       const latest = await vault.readSecret(integration.vaultPath);
-      const oldKey = currentKeys.get(integration.id) as AwsAccessKey;
-      const rejection = await motoRejectionOf(moto.url, oldKey);
-      console.log(`  Vault: secret/${integration.vaultPath} is now version ${latest?.version}, holding key ${latest?.data.access_key_id}`);
+      const newKeyId = (await vault.readMetadata(integration.vaultPath))?.customMetadata.key_id;
+      const rejection = await oldKeyRejection(seeded);
+      console.log(`  Vault: secret/${integration.vaultPath} is now version ${latest?.version}, holding key ${newKeyId}`);
       console.log(
         rejection === null
-          ? `  The emulator still accepts the old key ${oldKey.access_key_id}: revocation did not take effect.`
-          : `  The emulator now rejects the old key ${oldKey.access_key_id} (${rejection}).`,
+          ? `  The emulator still accepts the old key ${seeded.currentKeyId}: revocation did not take effect.`
+          : `  The emulator now rejects the old key ${seeded.currentKeyId} (${rejection}).`,
       );
       if (rejection === null) {
         failures += 1;
@@ -112,24 +107,9 @@ export async function runDemoCommand(options: DemoOptions): Promise<number> {
     return 0;
   } finally {
     await stopWorker?.();
-    await moto.stop();
+    await emulators.stop();
     await stack.stop();
   }
-}
-
-/** All demo aws-iam integrations share one moto server, so their endpoints must agree. */
-function motoPortOf(endpoints: string[]): number {
-  const ports = new Set(endpoints.map((endpoint) => {
-    const url = new URL(endpoint);
-    if (!['127.0.0.1', 'localhost'].includes(url.hostname)) {
-      throw new UsageError(`The demo runs moto on 127.0.0.1 only, but an integration's endpoint is ${endpoint}.`);
-    }
-    return Number(url.port || 80);
-  }));
-  if (ports.size !== 1) {
-    throw new UsageError(`The demo starts one moto server, but the aws-iam endpoints name ${ports.size} different ports.`);
-  }
-  return [...ports][0];
 }
 
 export const defaultDemoInventory = path.join(repositoryRoot, 'examples', 'inventory.yaml');

@@ -101,11 +101,11 @@ describe('rotor dev', () => {
 });
 
 describe('rotor demo', () => {
-  it('rotates the example inventory and shows the old key rejected', async () => {
+  it('rotates every example integration and shows old keys rejected', async () => {
     const directory = scratchDirectory('demo');
     const inventory = parse(fs.readFileSync(path.join(repositoryRoot, 'examples', 'inventory.yaml'), 'utf8'));
     const motoPort = await findFreePort();
-    for (const integration of inventory.integrations) {
+    for (const integration of inventory.integrations.filter((entry: { provider: string }) => entry.provider === 'aws-iam')) {
       integration.config.endpoint = `http://127.0.0.1:${motoPort}`;
     }
     const file = path.join(directory, 'inventory.yaml');
@@ -118,7 +118,11 @@ describe('rotor demo', () => {
     assert.match(result.stdout, /old key: (\w+) \(revoked\)/);
     assert.match(result.stdout, /Vault: secret\/apps\/ci-deployer\/aws is now version 2, holding key \w+/);
     assert.match(result.stdout, /The emulator now rejects the old key \w+ \(InvalidClientTokenId\)\./);
-    assert.match(result.stdout, /Demo finished: 1 rotation completed\./);
+    for (const id of ['cloudflare-dns-updater', 'okx-trading-bot', 'bybit-market-maker']) {
+      assert.match(result.stdout, new RegExp(`Rotation of ${id} completed\\.`));
+    }
+    assert.equal(result.stdout.match(/The emulator now rejects the old key/g)?.length, 4);
+    assert.match(result.stdout, /Demo finished: 4 rotations completed\./);
     assert.equal(result.stderr, '');
   });
 });

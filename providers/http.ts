@@ -22,6 +22,8 @@ export interface VendorRequest {
   body?: string;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /** Delay after a 429 without Retry-After; vendors whose limits count short windows pass a shorter one. */
+  defaultRetryAfterMs?: number;
 }
 
 export interface VendorResponse {
@@ -55,7 +57,7 @@ export async function sendVendorRequest(request: VendorRequest): Promise<VendorR
   }
 
   if (response.status === 429) {
-    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after')) ?? defaultRetryAfterMs;
+    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after')) ?? request.defaultRetryAfterMs ?? defaultRetryAfterMs;
     throw new ProviderError('rate-limited', `${request.provider} rate-limited ${target}; retrying in ${Math.ceil(retryAfterMs / 1000)} s.`, {
       ...details(request),
       retryAfterMs,

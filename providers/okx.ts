@@ -43,8 +43,9 @@ const MAX_IP_ADDRESSES_PER_KEY = 20;
 // ID, so the limit applies per sub-account.
 const MAX_KEYS_PER_SUB_ACCOUNT = 50;
 
-// Delay used when OKX reports a rate limit inside a 200 response (code 50011), which carries no
-// Retry-After. An estimate: the key-management limits are counted per 1 and 2 second windows.
+// Delay used when OKX reports a rate limit (code 50011, as HTTP 429 or inside a 200 response),
+// which carries no Retry-After. An estimate: the key-management limits are counted per 1 and
+// 2 second windows.
 const IN_BODY_RATE_LIMIT_DELAY_MS = 2_000;
 
 // The passphrase rule of the create endpoint: 8 to 32 characters with at least one digit, one
@@ -474,6 +475,7 @@ async function callOkx<T>(context: OkxContext, call: OkxCall<T>): Promise<T> {
       headers,
       body: method === 'POST' ? body : undefined,
       signal: context.signal,
+      defaultRetryAfterMs: IN_BODY_RATE_LIMIT_DELAY_MS,
     });
   } catch (error) {
     throw describeHttpFailure(error, context, call);

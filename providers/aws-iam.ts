@@ -21,6 +21,7 @@ import {
   type ProviderErrorKind,
   type ProviderKey,
 } from './contract';
+import { formatPath, valueAtPath } from './responses';
 
 /**
  * The AWS IAM provider keeps one IAM user's access key fresh. Its management credential belongs
@@ -573,26 +574,6 @@ function parseResponse<T>(schema: z.ZodType<T>, response: unknown, call: AwsCall
     operation: call.operation,
     vendorCode: 'UnexpectedResponse',
   });
-}
-
-/** Formats a zod issue path the way the SDK's types read: `AccessKeyMetadata[0].AccessKeyId`. */
-function formatPath(path: readonly PropertyKey[]): string {
-  let formatted = '';
-  for (const segment of path) {
-    formatted += typeof segment === 'number' ? `[${segment}]` : `${formatted === '' ? '' : '.'}${String(segment)}`;
-  }
-  return formatted === '' ? '(the whole response)' : formatted;
-}
-
-function valueAtPath(value: unknown, path: readonly PropertyKey[]): unknown {
-  let current = value;
-  for (const segment of path) {
-    if (current === null || typeof current !== 'object') {
-      return undefined;
-    }
-    current = (current as Record<PropertyKey, unknown>)[segment];
-  }
-  return current;
 }
 
 /** Returns the user name of an IAM user ARN (`arn:aws:iam::123456789012:user/path/name`), or undefined. */

@@ -10,6 +10,7 @@ import {
   type ProviderErrorKind,
   type ProviderKey,
 } from './contract';
+import { formatPath, valueAtPath } from './responses';
 import { sendVendorRequest, type VendorResponse } from './http';
 import { hmacSha256Hex } from './signing';
 
@@ -658,26 +659,6 @@ function unexpectedResponse(call: BybitCall, problem: string): ProviderError {
 function describeIssue(issue: z.core.$ZodIssue, value: unknown, prefix: string): string {
   const path = formatPath(prefix === '' ? issue.path : [prefix, ...issue.path]);
   return valueAtPath(value, issue.path) === undefined ? `missing ${path}` : `${path}: ${issue.message}`;
-}
-
-/** Formats a zod issue path the way the JSON reads: `result.result[0].apiKey`. */
-function formatPath(path: readonly PropertyKey[]): string {
-  let formatted = '';
-  for (const segment of path) {
-    formatted += typeof segment === 'number' ? `[${segment}]` : `${formatted === '' ? '' : '.'}${String(segment)}`;
-  }
-  return formatted === '' ? '(the whole response)' : formatted;
-}
-
-function valueAtPath(value: unknown, path: readonly PropertyKey[]): unknown {
-  let current = value;
-  for (const segment of path) {
-    if (current === null || typeof current !== 'object') {
-      return undefined;
-    }
-    current = (current as Record<PropertyKey, unknown>)[segment];
-  }
-  return current;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import {
   type ProviderErrorKind,
   type ProviderKey,
 } from './contract';
+import { formatPath, valueAtPath } from './responses';
 import { sendVendorRequest, type VendorRequest, type VendorResponse } from './http';
 
 /**
@@ -722,24 +723,4 @@ function parseResponse<T>(schema: z.ZodType<T>, body: unknown, call: CloudflareC
     operation: call.operation,
     vendorCode: 'UnexpectedResponse',
   });
-}
-
-/** Formats a zod issue path as the JSON reads: `result[0].id`. */
-function formatPath(path: readonly PropertyKey[]): string {
-  let formatted = '';
-  for (const segment of path) {
-    formatted += typeof segment === 'number' ? `[${segment}]` : `${formatted === '' ? '' : '.'}${String(segment)}`;
-  }
-  return formatted === '' ? '(the whole response)' : formatted;
-}
-
-function valueAtPath(value: unknown, path: readonly PropertyKey[]): unknown {
-  let current = value;
-  for (const segment of path) {
-    if (current === null || typeof current !== 'object') {
-      return undefined;
-    }
-    current = (current as Record<PropertyKey, unknown>)[segment];
-  }
-  return current;
 }

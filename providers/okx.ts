@@ -10,6 +10,7 @@ import {
   type ProviderErrorKind,
   type ProviderKey,
 } from './contract';
+import { formatPath, valueAtPath } from './responses';
 import { sendVendorRequest, type VendorResponse } from './http';
 import { hmacSha256Base64 } from './signing';
 
@@ -559,26 +560,6 @@ function unexpectedResponse(error: z.ZodError, value: unknown, prefix: PropertyK
     operation,
     vendorCode: 'UnexpectedResponse',
   });
-}
-
-/** Formats a zod issue path the way OKX's JSON reads: `data[0].apiKey`. */
-function formatPath(path: readonly PropertyKey[]): string {
-  let formatted = '';
-  for (const segment of path) {
-    formatted += typeof segment === 'number' ? `[${segment}]` : `${formatted === '' ? '' : '.'}${String(segment)}`;
-  }
-  return formatted === '' ? '(the whole response)' : formatted;
-}
-
-function valueAtPath(value: unknown, path: readonly PropertyKey[]): unknown {
-  let current = value;
-  for (const segment of path) {
-    if (current === null || typeof current !== 'object') {
-      return undefined;
-    }
-    current = (current as Record<PropertyKey, unknown>)[segment];
-  }
-  return current;
 }
 
 function isOrigin(value: string): boolean {

@@ -20,6 +20,6 @@ describe('example inventories', () => {
     const result = await runCli(['validate', '--file', file]);
 
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stdout, `${file}: valid, 1 integration across 1 provider.\n`);
+    assert.equal(result.stdout, `${file}: valid, 4 integrations across 4 providers.\n`);
   });
 });

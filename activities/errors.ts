@@ -4,7 +4,7 @@ import { VaultCasMismatchError, VaultError } from '../shared/vault';
 
 /**
  * Maps Rotor's typed errors to Temporal failures: a vendor's rate-limit response becomes a retry
- * after the delay the vendor asked for; credential, permission and configuration errors are not
+ * after the delay the vendor requested. Credential, permission and configuration errors are not
  * retried. The workflow lists the non-retryable types where it proxies the activities.
  */
 const providerFailureTypes: Record<ProviderErrorKind, string> = {

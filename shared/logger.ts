@@ -4,7 +4,7 @@ export type { Logger } from 'pino';
 
 /**
  * Field paths pino replaces with "[redacted]" in every log line. Rotor passes references, not
- * secrets, between its parts; this list is the second line of defence for a value that slips
+ * secrets, between its parts. This list is the second line of defence for a value that slips
  * into a log object anyway (an error's request config, a provider response).
  */
 export const REDACTED_PATHS = [
@@ -37,7 +37,7 @@ export const REDACTED_PATHS = [
 
 export interface LoggerOptions {
   level?: string;
-  /** Where log lines go; standard output when absent. Tests pass a stream to capture them. */
+  /** Destination of the log lines; standard output when absent. Tests pass a stream to capture them. */
   destination?: DestinationStream;
   /** Fields added to every line, such as `{ component: 'worker' }`. */
   bindings?: Record<string, unknown>;

@@ -1,5 +1,5 @@
 /**
- * Task queue names, defined once. Workflows and Vault activities run on the base queue; each
+ * Task queue names, defined once. Workflows and Vault activities run on the base queue. Each
  * provider's activities run on a queue of their own, so the server can rate-limit every
  * vendor's key-management calls separately.
  */

@@ -189,7 +189,7 @@ export class VaultStore {
   }
 
   /**
-   * Checks that Vault answers, is unsealed and accepts the token, so a process fails at start-up
+   * Checks that Vault responds, is unsealed and accepts the token, so a process fails at start-up
    * with a clear message instead of at its first rotation.
    */
   async checkAccess(): Promise<void> {

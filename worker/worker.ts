@@ -1,11 +1,11 @@
 import { NativeConnection, Worker, type ActivityInterceptorsFactory, type WorkflowBundleOption } from '@temporalio/worker';
-import fs from 'node:fs';
 import { createActivities } from '../activities';
 import { getProvider, listProviders } from '../providers/registry';
 import type { TemporalConfig, WorkerConfig } from '../shared/config';
 import type { Logger } from '../shared/logger';
 import { manualProviderName } from '../shared/inventory';
 import { providerTaskQueue } from '../shared/task-queues';
+import { temporalConnectionOptions } from '../shared/temporal-connection';
 import { VaultStore } from '../shared/vault';
 
 /** An activity the worker is running, recorded so the shutdown log can list unfinished ones. */
@@ -37,20 +37,7 @@ export interface RotorWorkerOptions {
 }
 
 export async function connectToTemporal(config: TemporalConfig): Promise<NativeConnection> {
-  return NativeConnection.connect({
-    address: config.address,
-    tls: config.tls
-      ? {
-          serverNameOverride: config.tls.serverName,
-          serverRootCACertificate: config.tls.caPath ? fs.readFileSync(config.tls.caPath) : undefined,
-          clientCertPair:
-            config.tls.certPath && config.tls.keyPath
-              ? { crt: fs.readFileSync(config.tls.certPath), key: fs.readFileSync(config.tls.keyPath) }
-              : undefined,
-        }
-      : undefined,
-    apiKey: config.apiKey,
-  });
+  return NativeConnection.connect(temporalConnectionOptions(config));
 }
 
 /**

@@ -52,8 +52,8 @@ export async function rotateKey(request: RotationRequest): Promise<RotationResul
   const { integration } = request;
   const info = workflowInfo();
 
-  // Bounded by time, not attempts: a vendor's rate-limit responses may need many retries, and a
-  // rate limit must delay a rotation, never fail it.
+  // Bounded by time, not attempts: a vendor's rate-limit responses may need many retries, so a
+  // rate limit delays a rotation by up to 30 minutes instead of failing it after a fixed count.
   const providerActivities = proxyActivities<ProviderActivities>({
     taskQueue: providerTaskQueue(request.taskQueue, integration.provider),
     startToCloseTimeout: '1 minute',

@@ -202,7 +202,7 @@ function assertLoopbackUrl(motoUrl: string): void {
 
 /**
  * Asks moto's STS who the key belongs to. Returns null when moto accepts the key, or the error
- * code it answered with (InvalidClientTokenId for a deleted key).
+ * code of its response (InvalidClientTokenId for a deleted key).
  */
 export async function motoRejectionOf(motoUrl: string, key: AwsAccessKey): Promise<string | null> {
   assertLoopbackUrl(motoUrl);

@@ -110,7 +110,7 @@ export async function testVault(): Promise<VaultStore> {
   return VaultStore.connect(testWorkerConfig('unused').vault);
 }
 
-/** A short unique suffix for ids, task queues and Vault paths, so tests never share state. */
+/** Returns a short unique suffix for ids, task queues and Vault paths, so tests never share state. */
 export function uniqueSuffix(): string {
   return `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
 }

@@ -19,7 +19,7 @@ export async function waitForPhase(handle: WorkflowHandle, phase: RotationPhase,
 }
 
 /**
- * The full history as text, with every payload decoded from bytes, so a search for a secret
+ * Returns the full history as text, with every payload decoded from bytes, so a search for a secret
  * value finds it wherever it was serialised. The history's protobuf objects would print bytes
  * as base64 through their own toJSON, so this walks them instead.
  */

@@ -129,7 +129,7 @@ describe('rotateKey workflow on real Temporal, Vault and moto', () => {
     let otherMoto: MotoServer;
 
     before(async () => {
-      // A second moto that has none of the first one's keys stands in for an STS endpoint that
+      // A second moto that has none of the first one's keys plays an STS endpoint that
       // never accepts the new key.
       otherMoto = await startMoto({ binary: resolveToolPaths().motoServer, logFile: path.join(testEnvironment().ROTOR_TEST_WORK_DIR, 'moto-sts.log') });
       await seedAwsAccount(otherMoto.url, { adminUser: 'sts-admin', appUser: 'sts-app' });

@@ -4,7 +4,8 @@ import { ProviderError } from './contract';
  * One HTTP call to a vendor API with the failures every provider shares mapped to
  * ProviderError: network errors and 5xx are transient, 429 is rate-limited with the delay from
  * Retry-After, 401 is authentication and 403 permission. Vendors that report errors inside a
- * 200 response (Bybit's retCode, OKX's code) check the parsed body themselves.
+ * 200 response (Bybit's retCode, OKX's code) check the parsed body themselves; those whose
+ * error statuses carry a more precise code pass `describeError`.
  */
 
 /** Delay used when a 429 response has no Retry-After header; an estimate, long enough for a burst to pass. */
@@ -24,6 +25,12 @@ export interface VendorRequest {
   timeoutMs?: number;
   /** Delay after a 429 without Retry-After; vendors whose limits count short windows pass a shorter one. */
   defaultRetryAfterMs?: number;
+  /**
+   * Maps an error response (HTTP 4xx or 5xx) before the shared mapping, for vendors whose body
+   * contains a more precise code than the status, such as a rate-limit code under HTTP 401.
+   * Returning undefined keeps the shared mapping.
+   */
+  describeError?: (status: number, json: unknown) => ProviderError | undefined;
 }
 
 export interface VendorResponse {
@@ -56,6 +63,12 @@ export async function sendVendorRequest(request: VendorRequest): Promise<VendorR
     json = undefined;
   }
 
+  if (response.status >= 400 && request.describeError) {
+    const described = request.describeError(response.status, json);
+    if (described) {
+      throw described;
+    }
+  }
   if (response.status === 429) {
     const retryAfterMs = parseRetryAfter(response.headers.get('retry-after')) ?? request.defaultRetryAfterMs ?? defaultRetryAfterMs;
     throw new ProviderError('rate-limited', `${request.provider} rate-limited ${target}; retrying in ${Math.ceil(retryAfterMs / 1000)} s.`, {

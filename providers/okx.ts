@@ -477,6 +477,11 @@ async function callOkx<T>(context: OkxContext, call: OkxCall<T>): Promise<T> {
       body: method === 'POST' ? body : undefined,
       signal: context.signal,
       defaultRetryAfterMs: IN_BODY_RATE_LIMIT_DELAY_MS,
+      // OKX sends its code with HTTP 401, 403 and 429 too; a known one says more than the status.
+      describeError: (status, json) => {
+        const envelope = okxEnvelopeSchema.safeParse(json);
+        return envelope.success && isKnownOkxCode(envelope.data.code) ? okxFailure(envelope.data.code, envelope.data.msg, status, context, call) : undefined;
+      },
     });
   } catch (error) {
     throw describeHttpFailure(error, context, call);
@@ -618,6 +623,10 @@ const KEY_LIMIT_CODE = '59501';
 const KEY_NOT_FOUND_CODE = '59506';
 const SUB_ACCOUNT_NOT_FOUND_CODE = '59510';
 
+function isKnownOkxCode(code: string): boolean {
+  return [RATE_LIMIT_CODES, AUTHENTICATION_CODES, PERMISSION_CODES, INVALID_REQUEST_CODES, TRANSIENT_CODES].some((codes) => codes.has(code)) || code === KEY_LIMIT_CODE || code === KEY_NOT_FOUND_CODE;
+}
+
 function classifyOkxCode(code: string, httpStatus: number): ProviderErrorKind {
   if (RATE_LIMIT_CODES.has(code)) {
     return 'rate-limited';
@@ -656,11 +665,12 @@ function okxFailure(code: string, vendorMessage: string, httpStatus: number, con
 }
 
 /**
- * Rewrites the errors sendVendorRequest raises for HTTP 401, 403 and 429 with OKX's context.
+ * Rewrites the errors sendVendorRequest raises for HTTP 401, 403 and 429 without an OKX code with OKX's context.
  * Network errors and 5xx keep their message, which already states that Rotor retries.
  */
 function describeHttpFailure(error: unknown, context: OkxContext, call: OkxCall<unknown>): unknown {
-  if (!(error instanceof ProviderError) || !['authentication', 'permission', 'rate-limited'].includes(error.kind)) {
+  // Errors that carry an OKX code were built by okxFailure already.
+  if (!(error instanceof ProviderError) || !['authentication', 'permission', 'rate-limited'].includes(error.kind) || !error.details.vendorCode?.startsWith('HTTP ')) {
     return error;
   }
   const code = error.details.vendorCode ?? error.kind;

@@ -429,9 +429,9 @@ describe('okx rate limits', () => {
 
       assert.ok(first.keyId);
       assert.equal(error.kind, 'rate-limited');
-      assert.equal(error.details.vendorCode, 'HTTP 429');
+      assert.equal(error.details.vendorCode, '50011');
       assert.ok((error.details.retryAfterMs ?? 0) > 0, `retryAfterMs is ${error.details.retryAfterMs}`);
-      assert.match(error.message, /^OKX rate-limited the request to create an API key for sub-account \w+ \(HTTP 429\); retrying in \d+ s\.$/);
+      assert.match(error.message, /^OKX rate-limited the request to create an API key for sub-account \w+ \(50011: [^)]+\); retrying in \d+ s\.$/);
       assert.equal(emulator.rateLimitedCount, 1);
     } finally {
       await emulator.stop();
@@ -588,7 +588,7 @@ describe('okx rotation on real Temporal and Vault', () => {
       failure.cause?.message ?? '',
       new RegExp(
         `^Rotation of ${okx.integration.id} failed in phase planning: OKX rejected the management credential when asked to list the API keys ` +
-          `for sub-account ${okx.account.subAccount} \\(HTTP 401\\)\\. Check api_key, secret_key and passphrase`,
+          `for sub-account ${okx.account.subAccount} \\(50113(: [^)]+)?\\)\\. Check api_key, secret_key and passphrase`,
       ),
     );
     assert.equal(history.includes(wrongSecret), false);

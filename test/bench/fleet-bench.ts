@@ -60,6 +60,18 @@ interface CountingProxy {
   stop(): Promise<void>;
 }
 
+/**
+ * Returns whether a response body contains Bybit's rate-limit retCode 10006, which comes with HTTP 200. The
+ * X-Bapi-Limit-Status header is no guide: it is also 0 on the request that took the last slot.
+ */
+function isBybitRateLimit(body: Buffer): boolean {
+  try {
+    return (JSON.parse(body.toString('utf8')) as { retCode?: unknown }).retCode === 10006;
+  } catch {
+    return false;
+  }
+}
+
 async function startCountingProxy(targetUrl: string): Promise<CountingProxy> {
   const target = new URL(targetUrl);
   const requests: ProxiedRequest[] = [];
@@ -67,15 +79,19 @@ async function startCountingProxy(targetUrl: string): Promise<CountingProxy> {
     const upstream = http.request(
       { host: target.hostname, port: target.port, method: request.method, path: request.url, headers: request.headers },
       (reply) => {
-        const apiKeyHeader = request.headers['x-bapi-api-key'];
-        requests.push({
-          endpoint: `${request.method ?? 'GET'} ${new URL(request.url ?? '/', 'http://127.0.0.1').pathname}`,
-          apiKey: typeof apiKeyHeader === 'string' ? apiKeyHeader : undefined,
-          // HTTP 429 for Cloudflare and OKX, retCode 10006 with X-Bapi-Limit-Status 0 for Bybit.
-          rateLimited: reply.statusCode === 429 || reply.headers['x-bapi-limit-status'] === '0',
+        const chunks: Buffer[] = [];
+        reply.on('data', (chunk: Buffer) => chunks.push(chunk));
+        reply.on('end', () => {
+          const body = Buffer.concat(chunks);
+          const apiKeyHeader = request.headers['x-bapi-api-key'];
+          requests.push({
+            endpoint: `${request.method ?? 'GET'} ${new URL(request.url ?? '/', 'http://127.0.0.1').pathname}`,
+            apiKey: typeof apiKeyHeader === 'string' ? apiKeyHeader : undefined,
+            rateLimited: reply.statusCode === 429 || isBybitRateLimit(body),
+          });
+          response.writeHead(reply.statusCode ?? 502, reply.headers);
+          response.end(body);
         });
-        response.writeHead(reply.statusCode ?? 502, reply.headers);
-        reply.pipe(response);
       },
     );
     upstream.on('error', (error) => {
@@ -191,6 +207,8 @@ function inventoryYaml(entries: InventoryEntry[]): string {
 interface FleetOutcome {
   wallMs: number;
   completed: Record<ProviderName, number>;
+  /** When each provider's last rotation finished, from the first start. */
+  lastFinishedMs: Record<ProviderName, number>;
   failed: number;
   failures: string[];
   completedIds: Set<string>;
@@ -198,7 +216,7 @@ interface FleetOutcome {
 
 /** Starts every rotation with `rotor rotate --all`'s per-provider spacing, with the bench's emulator limits as the rate, and waits for all. */
 async function runFleet(client: Client, specs: IntegrationSpec[], taskQueue: string): Promise<FleetOutcome> {
-  const outcome: FleetOutcome = { wallMs: 0, completed: { cloudflare: 0, okx: 0, bybit: 0 }, failed: 0, failures: [], completedIds: new Set() };
+  const outcome: FleetOutcome = { wallMs: 0, completed: { cloudflare: 0, okx: 0, bybit: 0 }, lastFinishedMs: { cloudflare: 0, okx: 0, bybit: 0 }, failed: 0, failures: [], completedIds: new Set() };
   const started = Date.now();
   const followers: Promise<void>[] = [];
   let finished = 0;
@@ -230,6 +248,7 @@ async function runFleet(client: Client, specs: IntegrationSpec[], taskQueue: str
           outcome.failures.push(`${spec.id}: ${message}`);
         } finally {
           finished++;
+          outcome.lastFinishedMs[provider] = Date.now() - started;
         }
       };
       followers.push(follow());
@@ -461,7 +480,7 @@ async function main(): Promise<number> {
     for (const ceiling of ceilings) {
       console.log(
         `  ${ceiling.provider}: ${fleet.completed[ceiling.provider]} rotations, ${ceiling.callsPerRotation.toFixed(2)} admitted calls per rotation on ${ceiling.bucket}, ` +
-          `allowed ${ceiling.allowedPerSecond.toFixed(2)} rotations/s`,
+          `allowed ${ceiling.allowedPerSecond.toFixed(2)} rotations/s, last one finished at ${(fleet.lastFinishedMs[ceiling.provider] / 1000).toFixed(1)} s`,
       );
     }
     const boundSeconds = Math.max(...ceilings.map((ceiling) => fleet.completed[ceiling.provider] / ceiling.allowedPerSecond));

@@ -125,6 +125,8 @@ export interface CloudflareEmulator {
   /** Number of requests that received 429 so far. */
   throttledResponses(): number;
   injectResponse(response: InjectedResponse): void;
+  /** Makes the next create store its token and then fail with HTTP 500, as when the response is lost on the way. */
+  loseNextCreateResponse(): void;
 }
 
 interface StoredToken {
@@ -162,6 +164,7 @@ export async function startCloudflareEmulator(options: CloudflareEmulatorOptions
   const rateLimiter =
     options.rateLimitPerSecond === undefined ? undefined : createRateLimiter(options.rateLimitPerSecond, options.rateLimitBurst ?? options.rateLimitPerSecond);
   let throttled = 0;
+  let loseNextCreateResponse = false;
 
   const storeToken = (fields: Omit<StoredToken, 'id' | 'value' | 'issuedOn' | 'modifiedOn'>): StoredToken => {
     const now = new Date().toISOString();
@@ -251,6 +254,10 @@ export async function startCloudflareEmulator(options: CloudflareEmulatorOptions
       return failure(400, QUOTA_ERROR_CODE, `You have reached the maximum number of API tokens (${tokenLimit}) for this user`);
     }
     const token = storeToken({ ...fields, disabled: false });
+    if (loseNextCreateResponse) {
+      loseNextCreateResponse = false;
+      return failure(500, 10001, 'Internal server error');
+    }
     return success({ ...viewOf(token), value: token.value });
   };
 
@@ -335,6 +342,9 @@ export async function startCloudflareEmulator(options: CloudflareEmulatorOptions
     throttledResponses: () => throttled,
     injectResponse: (response) => {
       injected.push(response);
+    },
+    loseNextCreateResponse: () => {
+      loseNextCreateResponse = true;
     },
   };
 }

@@ -488,6 +488,23 @@ describe('cloudflare rotations on real Temporal and Vault', () => {
     }
   });
 
+  it('lost create response leaves no orphan', async () => {
+    const { integration, user } = await prepareIntegration(emulator);
+    const tokensBefore = new Set(emulator.tokenIds());
+    emulator.loseNextCreateResponse();
+
+    const result = await (await start(integration)).result();
+    const created = emulator.tokenIds().filter((id) => !tokensBefore.has(id));
+    const logs = capturedRuntimeLogger().capture.text();
+
+    // The first attempt's token reached Cloudflare but its value never reached Rotor, so the retry revokes it.
+    assert.equal(result.outcome, 'completed');
+    assert.deepEqual(created, [result.state.pendingKeyId]);
+    assert.equal((await vault.readSecret(integration.vaultPath))?.data.token_id, result.state.pendingKeyId);
+    assert.equal(emulator.token(user.currentToken.id), undefined);
+    assert.ok(logs.includes('revoking a key an earlier attempt created but never staged'), 'the retry should log the revoked orphan');
+  });
+
   it('bad management token fails in planning', async () => {
     const wrongToken = 'notTheManagementToken'.repeat(2);
     const { integration, user } = await prepareIntegration(emulator, { managementToken: wrongToken });

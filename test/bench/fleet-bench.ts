@@ -61,8 +61,8 @@ interface CountingProxy {
 }
 
 /**
- * Returns whether a response body contains Bybit's rate-limit retCode 10006, which comes with HTTP 200. The
- * X-Bapi-Limit-Status header is no guide: it is also 0 on the request that took the last slot.
+ * Returns whether a response body contains Bybit's rate-limit retCode 10006, which comes with
+ * HTTP 200. X-Bapi-Limit-Status is no guide: it is also 0 on the request that took the last slot.
  */
 function isBybitRateLimit(body: Buffer): boolean {
   try {

@@ -1,4 +1,5 @@
 import { awsIamProvider } from './aws-iam';
+import { binanceProvider } from './binance';
 import { bybitProvider } from './bybit';
 import { cloudflareProvider } from './cloudflare';
 import type { Provider } from './contract';
@@ -9,7 +10,7 @@ import { okxProvider } from './okx';
  * The providers built into Rotor, by name. The inventory names a provider in each integration,
  * and `rotor providers` lists these with their summary and help.
  */
-const builtInProviders: readonly Provider[] = [awsIamProvider, bybitProvider, cloudflareProvider, manualProvider, okxProvider];
+const builtInProviders: readonly Provider[] = [awsIamProvider, binanceProvider, bybitProvider, cloudflareProvider, manualProvider, okxProvider];
 
 const providersByName = indexByName(builtInProviders);
 

@@ -150,7 +150,8 @@ export function createProviderActivities(dependencies: ActivityDependencies) {
 
         heartbeat();
         try {
-          await provider.verifyKey(context, reference.pending.keyId, staged.data);
+          const { ipAllowlist, scopes } = reference.integration.restrictions;
+          await provider.verifyKey(context, reference.pending.keyId, staged.data, { ipAllowlist, scopes });
         } catch (error) {
           if (error instanceof ProviderError && error.kind === 'authentication') {
             logger.info({ phase: 'verifying', keyId: reference.pending.keyId, reason: error.message }, 'new key not accepted yet; will retry');

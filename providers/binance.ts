@@ -5,6 +5,7 @@ import {
   ProviderError,
   type CreateKeyRequest,
   type CreatedKey,
+  type KeyRestrictions,
   type Provider,
   type ProviderContext,
   type ProviderErrorKind,
@@ -229,7 +230,7 @@ async function createKey(context: BinanceContext, request: CreateKeyRequest): Pr
  * Throws 'authentication' while Binance does not accept the key, and 'invalid-config' when the
  * key has a permission Rotor never grants or lacks one the config requires.
  */
-async function verifyKey(context: BinanceContext, keyId: string, secret: Record<string, string>): Promise<void> {
+async function verifyKey(context: BinanceContext, keyId: string, secret: Record<string, string>, requested: KeyRestrictions = {}): Promise<void> {
   const subAccountId = context.config.sub_account_id;
 
   const parsedSecret = binanceSecretSchema.safeParse(secret);
@@ -260,14 +261,17 @@ async function verifyKey(context: BinanceContext, keyId: string, secret: Record<
     parse: apiRestrictionsResponseSchema,
   });
 
-  // verifyKey receives no restrictions, so it checks the config's permissions and the ones Rotor
-  // never grants. createKey compares scopes and the IP restriction with the request.
+  // The permissions from the config and the requested scopes must be on, the ones Rotor never
+  // grants off, and a requested allowlist must have restricted the key.
+  const wanted = mergePermissions(context.config.permissions, requested.scopes ?? []);
   const unexpected = NEVER_GRANTED.filter((flag) => restrictions[flag] === true);
-  const missing = context.config.permissions.filter((permission) => !restrictions[RESTRICTION_FLAG_OF[permission]]);
-  if (unexpected.length > 0 || missing.length > 0) {
+  const missing = wanted.filter((permission) => !restrictions[RESTRICTION_FLAG_OF[permission]]);
+  const unrestricted = (requested.ipAllowlist ?? []).length > 0 && !restrictions.ipRestrict;
+  if (unexpected.length > 0 || missing.length > 0 || unrestricted) {
     const problems = [
       ...unexpected.map((flag) => `${flag} is on, which Rotor never requests`),
-      ...missing.map((permission) => `${RESTRICTION_FLAG_OF[permission]} is off although config.permissions lists ${permission}`),
+      ...missing.map((permission) => `${RESTRICTION_FLAG_OF[permission]} is off although config.permissions or restrictions.scopes lists ${permission}`),
+      ...(unrestricted ? ['ipRestrict is false although restrictions.ip_allowlist is set'] : []),
     ];
     throw new ProviderError(
       'invalid-config',

@@ -90,9 +90,10 @@ export interface Provider<Config = unknown, Credential = unknown> {
   createKey(context: ProviderContext<Config, Credential>, request: CreateKeyRequest): Promise<CreatedKey>;
   /**
    * Calls the vendor's cheapest authenticated endpoint with the new secret. Throws
-   * ProviderError 'authentication' while the vendor does not accept it yet.
+   * ProviderError 'authentication' while the vendor does not accept it yet. Where the vendor
+   * reports the key's restrictions, compares them with `requested` and throws when they differ.
    */
-  verifyKey(context: ProviderContext<Config, Credential>, keyId: string, secret: Record<string, string>): Promise<void>;
+  verifyKey(context: ProviderContext<Config, Credential>, keyId: string, secret: Record<string, string>, requested?: KeyRestrictions): Promise<void>;
   /** Revokes a key, deactivating it first where the vendor can. A key already gone counts as revoked. */
   revokeKey(context: ProviderContext<Config, Credential>, keyId: string): Promise<void>;
   /**

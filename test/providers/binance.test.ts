@@ -176,6 +176,29 @@ describe('binance provider against the emulator', () => {
     assert.match(error.message, /enableWithdrawals is on, which Rotor never requests/);
   });
 
+  it('verifyKey rejects an unrestricted key when an allowlist was requested', async () => {
+    const account = emulator.seedAccount();
+    const context = contextFor(emulator, account);
+    const created = await createTestKey(context, [], []);
+
+    const error = await captureProviderError(binanceProvider.verifyKey(context, created.keyId, created.secret, { ipAllowlist: ['127.0.0.1/32'] }));
+
+    assert.equal(error.kind, 'invalid-config');
+    assert.equal(error.details.vendorCode, 'RestrictionMismatch');
+    assert.match(error.message, /ipRestrict is false although restrictions\.ip_allowlist is set/);
+  });
+
+  it('verifyKey rejects a key without a requested scope', async () => {
+    const account = emulator.seedAccount();
+    const context = contextFor(emulator, account);
+    const created = await createTestKey(context, ['127.0.0.1/32'], []);
+
+    const error = await captureProviderError(binanceProvider.verifyKey(context, created.keyId, created.secret, { scopes: ['canTrade'] }));
+
+    assert.equal(error.kind, 'invalid-config');
+    assert.match(error.message, /enableSpotAndMarginTrading is off although config\.permissions or restrictions\.scopes lists canTrade/);
+  });
+
   it('verifyKey rejects a key without a configured permission', async () => {
     const account = emulator.seedAccount();
     const context = contextFor(emulator, account, { permissions: ['marginTrade'] });
@@ -183,7 +206,7 @@ describe('binance provider against the emulator', () => {
     const error = await captureProviderError(binanceProvider.verifyKey(context, account.currentKey.api_key, { ...account.currentKey }));
 
     assert.equal(error.kind, 'invalid-config');
-    assert.match(error.message, /enableMargin is off although config\.permissions lists marginTrade/);
+    assert.match(error.message, /enableMargin is off although config\.permissions or restrictions\.scopes lists marginTrade/);
   });
 
   it('verifyKey rejects a secret without api_secret', async () => {

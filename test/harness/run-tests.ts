@@ -79,7 +79,7 @@ function findTestFiles(directory: string, filters: string[]): string[] {
       const full = path.join(current, entry.name);
       if (entry.isDirectory()) {
         walk(full);
-      } else if (entry.name.endsWith('.test.js') && (filters.length === 0 || filters.some((filter) => full.includes(filter)))) {
+      } else if (entry.name.endsWith('.test.js') && (filters.length === 0 || filters.some((filter) => path.relative(directory, full).includes(filter)))) {
         files.push(full);
       }
     }

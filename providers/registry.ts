@@ -2,7 +2,9 @@ import { awsIamProvider } from './aws-iam';
 import { binanceProvider } from './binance';
 import { bybitProvider } from './bybit';
 import { cloudflareProvider } from './cloudflare';
+import { datadogProvider } from './datadog';
 import type { Provider } from './contract';
+import { gitlabProvider } from './gitlab';
 import { manualProvider } from './manual';
 import { okxProvider } from './okx';
 
@@ -10,7 +12,7 @@ import { okxProvider } from './okx';
  * The providers built into Rotor, by name. The inventory names a provider in each integration,
  * and `rotor providers` lists these with their summary and help.
  */
-const builtInProviders: readonly Provider[] = [awsIamProvider, binanceProvider, bybitProvider, cloudflareProvider, manualProvider, okxProvider];
+const builtInProviders: readonly Provider[] = [awsIamProvider, binanceProvider, bybitProvider, cloudflareProvider, datadogProvider, gitlabProvider, manualProvider, okxProvider];
 
 const providersByName = indexByName(builtInProviders);
 

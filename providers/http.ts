@@ -27,10 +27,10 @@ export interface VendorRequest {
   defaultRetryAfterMs?: number;
   /**
    * Maps an error response (HTTP 4xx or 5xx) before the shared mapping, for vendors whose body
-   * contains a more precise code than the status, such as a rate-limit code under HTTP 401.
-   * Returning undefined keeps the shared mapping.
+   * contains a more precise code than the status, such as a rate-limit code under HTTP 401, or
+   * whose headers give the rate-limit delay. Returning undefined keeps the shared mapping.
    */
-  describeError?: (status: number, json: unknown) => ProviderError | undefined;
+  describeError?: (status: number, json: unknown, headers: Headers) => ProviderError | undefined;
 }
 
 export interface VendorResponse {
@@ -64,7 +64,7 @@ export async function sendVendorRequest(request: VendorRequest): Promise<VendorR
   }
 
   if (response.status >= 400 && request.describeError) {
-    const described = request.describeError(response.status, json);
+    const described = request.describeError(response.status, json, response.headers);
     if (described) {
       throw described;
     }

@@ -4,7 +4,9 @@ import { bybitProvider } from './bybit';
 import { cloudflareProvider } from './cloudflare';
 import { datadogProvider } from './datadog';
 import type { Provider } from './contract';
+import { gateioProvider } from './gateio';
 import { gitlabProvider } from './gitlab';
+import { kucoinProvider } from './kucoin';
 import { manualProvider } from './manual';
 import { okxProvider } from './okx';
 
@@ -12,7 +14,7 @@ import { okxProvider } from './okx';
  * The providers built into Rotor, by name. The inventory names a provider in each integration,
  * and `rotor providers` lists these with their summary and help.
  */
-const builtInProviders: readonly Provider[] = [awsIamProvider, binanceProvider, bybitProvider, cloudflareProvider, datadogProvider, gitlabProvider, manualProvider, okxProvider];
+const builtInProviders: readonly Provider[] = [awsIamProvider, binanceProvider, bybitProvider, cloudflareProvider, datadogProvider, gateioProvider, gitlabProvider, kucoinProvider, manualProvider, okxProvider];
 
 const providersByName = indexByName(builtInProviders);
 

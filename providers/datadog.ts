@@ -8,6 +8,7 @@ import {
   type ProviderContext,
   type ProviderKey,
 } from './contract';
+import { sendVendorRequest, type VendorResponse } from './http';
 import { formatPath, valueAtPath } from './responses';
 
 /**
@@ -626,13 +627,6 @@ interface DatadogCall {
   secrets: string[];
 }
 
-interface DatadogResponse {
-  status: number;
-  headers: Headers;
-  /** Parsed JSON body, or undefined when the body is empty or not JSON, as in the HTML some Datadog 403 responses contain. */
-  json: unknown;
-}
-
 function managementCall(context: DatadogContext, operation: ProviderOperation, method: DatadogCall['method'], path: string, keyId?: string): DatadogCall {
   const { api_key: apiKey, application_key: applicationKey } = context.credential;
   return { operation, method, path, keyId, apiKey, applicationKey, sentWith: 'management credential', secrets: [apiKey, applicationKey] };
@@ -647,15 +641,8 @@ async function callDatadog<T>(context: DatadogContext, call: DatadogCall, schema
   return parseResponse(schema, response.json, call);
 }
 
-/**
- * Sends the request with a timeout and the activity's cancellation signal. Resolves for every
- * HTTP status, and only network failures throw (as transient).
- *
- * NOTE: this does not use the shared sendVendorRequest, because Datadog's 429 carries its delay
- * in X-RateLimit-Reset and the shared helper passes no headers of a failed response to the
- * provider.
- */
-async function sendDatadogRequest(context: DatadogContext, call: DatadogCall, body?: string): Promise<DatadogResponse> {
+/** Sends the request with the activity's cancellation signal. Resolves for every HTTP status, and only network failures throw (as transient). */
+async function sendDatadogRequest(context: DatadogContext, call: DatadogCall, body?: string): Promise<VendorResponse> {
   const headers: Record<string, string> = { Accept: 'application/json', 'DD-API-KEY': call.apiKey };
   if (call.applicationKey !== undefined) {
     headers['DD-APPLICATION-KEY'] = call.applicationKey;
@@ -663,29 +650,17 @@ async function sendDatadogRequest(context: DatadogContext, call: DatadogCall, bo
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
   }
-  const signals = [AbortSignal.timeout(REQUEST_TIMEOUT_MS)];
-  if (context.signal) {
-    signals.push(context.signal);
-  }
-
-  let response: Response;
-  try {
-    response = await fetch(new URL(call.path, context.config.base_url), { method: call.method, headers, body, signal: AbortSignal.any(signals) });
-  } catch (error) {
-    throw new ProviderError('transient', `Datadog ${call.method} ${pathOnly(call)} failed: ${networkFailureReason(error)}. Rotor retries it.`, {
-      provider: PROVIDER_NAME,
-      operation: call.operation,
-    });
-  }
-
-  const text = await response.text();
-  let json: unknown;
-  try {
-    json = text === '' ? undefined : JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, headers: response.headers, json };
+  return sendVendorRequest({
+    provider: PROVIDER_NAME,
+    operation: call.operation,
+    method: call.method,
+    url: new URL(call.path, context.config.base_url).toString(),
+    headers,
+    body,
+    signal: context.signal,
+    timeoutMs: REQUEST_TIMEOUT_MS,
+    returnErrorResponses: true,
+  });
 }
 
 /**
@@ -693,7 +668,7 @@ async function sendDatadogRequest(context: DatadogContext, call: DatadogCall, bo
  * key with HTTP 403, the same status as a missing permission, so a management request rejected
  * with 401 or 403 is followed by GET /api/v2/validate_keys to tell the two apart.
  */
-async function datadogFailure(context: DatadogContext, call: DatadogCall, response: DatadogResponse): Promise<ProviderError> {
+async function datadogFailure(context: DatadogContext, call: DatadogCall, response: VendorResponse): Promise<ProviderError> {
   const vendorText = describeErrorBody(response, call.secrets);
   const vendorCode = `HTTP ${response.status}`;
   const details = { provider: PROVIDER_NAME, operation: call.operation, vendorCode };
@@ -810,7 +785,7 @@ function pathOnly(call: DatadogCall): string {
 }
 
 /** Formats Datadog's `errors` list on one line without secret values. An HTML or empty body becomes the status alone. */
-function describeErrorBody(response: DatadogResponse, secrets: string[]): string {
+function describeErrorBody(response: VendorResponse, secrets: string[]): string {
   const parsed = errorBodySchema.safeParse(response.json);
   if (!parsed.success || parsed.data.errors.length === 0) {
     return `HTTP ${response.status}`;
@@ -823,19 +798,6 @@ function describeErrorBody(response: DatadogResponse, secrets: string[]): string
   }
   text = text.replace(/\s+/g, ' ').trim();
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
-}
-
-function networkFailureReason(error: unknown): string {
-  if (!(error instanceof Error)) {
-    return String(error);
-  }
-  if (error.name === 'TimeoutError') {
-    return 'timed out';
-  }
-  if (error.name === 'AbortError') {
-    return 'cancelled';
-  }
-  return (error.cause as { code?: string } | undefined)?.code ?? error.message;
 }
 
 /**

@@ -31,6 +31,11 @@ export interface VendorRequest {
    * whose headers give the rate-limit delay. Returning undefined keeps the shared mapping.
    */
   describeError?: (status: number, json: unknown, headers: Headers) => ProviderError | undefined;
+  /**
+   * Resolves for every HTTP status, for vendors whose error mapping needs another request (such
+   * as Datadog's 403 for both a bad key and a missing permission). Only network failures throw.
+   */
+  returnErrorResponses?: boolean;
 }
 
 export interface VendorResponse {
@@ -63,6 +68,9 @@ export async function sendVendorRequest(request: VendorRequest): Promise<VendorR
     json = undefined;
   }
 
+  if (request.returnErrorResponses) {
+    return { status: response.status, headers: response.headers, json };
+  }
   if (response.status >= 400 && request.describeError) {
     const described = request.describeError(response.status, json, response.headers);
     if (described) {

@@ -94,6 +94,14 @@ describe('sendVendorRequest', () => {
     assert.equal(fallback.kind, 'permission');
   });
 
+  it('returnErrorResponses resolves every status', async () => {
+    const response = (await request('/forbidden', { returnErrorResponses: true })) as { status: number };
+    const unavailable = (await request('/unavailable', { returnErrorResponses: true })) as { status: number };
+
+    assert.equal(response.status, 403);
+    assert.equal(unavailable.status, 503);
+  });
+
   it('refused connection is transient', async () => {
     const closed = http.createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));

@@ -9,7 +9,7 @@ import {
   type ProviderErrorKind,
   type ProviderKey,
 } from './contract';
-import { sendVendorRequest, type VendorRequest, type VendorResponse } from './http';
+import { parseRetryAfter, sendVendorRequest, type VendorRequest, type VendorResponse } from './http';
 import { formatPath, valueAtPath } from './responses';
 
 /**
@@ -638,25 +638,22 @@ async function callGitLabWithResponse<T>(
     headers['Content-Type'] = 'application/json';
   }
 
-  let response: VendorResponse;
-  try {
-    response = await sendVendorRequest({
-      provider: PROVIDER_NAME,
-      operation: call.operation,
-      method: call.method,
-      url: `${context.config.base_url.replace(/\/+$/, '')}${call.path}`,
-      headers,
-      body: options.body,
-      signal: context.signal,
-      defaultRetryAfterMs: DEFAULT_RATE_LIMIT_DELAY_MS,
-      describeError: (status, json) => (status === 401 || status === 403 ? rejectedCredential(context, call, status, json) : undefined),
-    });
-  } catch (error) {
-    if (error instanceof ProviderError && error.kind === 'rate-limited') {
-      throw rateLimitedError(call, error.details.retryAfterMs ?? DEFAULT_RATE_LIMIT_DELAY_MS);
-    }
-    throw error;
-  }
+  const response = await sendVendorRequest({
+    provider: PROVIDER_NAME,
+    operation: call.operation,
+    method: call.method,
+    url: `${context.config.base_url.replace(/\/+$/, '')}${call.path}`,
+    headers,
+    body: options.body,
+    signal: context.signal,
+    defaultRetryAfterMs: DEFAULT_RATE_LIMIT_DELAY_MS,
+    describeError: (status, json, responseHeaders) => {
+      if (status === 401 || status === 403) {
+        return rejectedCredential(context, call, status, json);
+      }
+      return status === 429 ? rateLimitedError(call, rateLimitDelayMs(responseHeaders)) : undefined;
+    },
+  });
 
   if (response.status >= 400) {
     throw gitlabFailure(context, call, response.status, response.json);
@@ -754,6 +751,22 @@ function classifyFailure(call: GitLabCall, status: number, vendorText: string): 
 }
 
 /** Creates the rate-limited error with GitLab's delay plus jitter, so throttled rotations spread out. */
+/**
+ * Returns GitLab's delay after a 429: Retry-After, else RateLimit-Reset (a Unix time in
+ * seconds), else the estimate.
+ */
+export function rateLimitDelayMs(headers: Headers, now = Date.now()): number {
+  const retryAfter = parseRetryAfter(headers.get('retry-after'));
+  if (retryAfter !== undefined) {
+    return retryAfter;
+  }
+  const reset = Number(headers.get('ratelimit-reset'));
+  if (Number.isFinite(reset) && reset > 0) {
+    return Math.max(0, reset * 1000 - now);
+  }
+  return DEFAULT_RATE_LIMIT_DELAY_MS;
+}
+
 function rateLimitedError(call: GitLabCall, vendorDelayMs: number): ProviderError {
   const retryAfterMs = vendorDelayMs + Math.round(Math.random() * RATE_LIMIT_JITTER_MAX_MS);
   return new ProviderError('rate-limited', `GitLab rate-limited ${call.method} ${pathOnly(call)} (HTTP 429); retrying in ${(retryAfterMs / 1000).toFixed(1)} s.`, {

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { startRotation } from '../../cli/start-rotation';
 import { ProviderError, type ProviderContext } from '../../providers/contract';
-import { expiryDate, gitlabConfigSchema, gitlabProvider, type GitLabConfig, type GitLabCredential } from '../../providers/gitlab';
+import { expiryDate, gitlabConfigSchema, gitlabProvider, rateLimitDelayMs, type GitLabConfig, type GitLabCredential } from '../../providers/gitlab';
 import { getProvider } from '../../providers/registry';
 import { createLogger } from '../../shared/logger';
 import type { VaultStore } from '../../shared/vault';
@@ -485,6 +485,22 @@ describe('gitlab limits', () => {
     } finally {
       await emulator.stop();
     }
+  });
+});
+
+describe('gitlab rate-limit delay', () => {
+  const now = Date.parse('2026-12-04T12:00:00Z');
+
+  it('prefers Retry-After', () => {
+    assert.equal(rateLimitDelayMs(new Headers({ 'Retry-After': '7', 'RateLimit-Reset': String(now / 1000 + 30) }), now), 7_000);
+  });
+
+  it('falls back to RateLimit-Reset', () => {
+    assert.equal(rateLimitDelayMs(new Headers({ 'RateLimit-Reset': String(now / 1000 + 12) }), now), 12_000);
+  });
+
+  it('uses the estimate without headers', () => {
+    assert.equal(rateLimitDelayMs(new Headers(), now), 30_000);
   });
 });
 

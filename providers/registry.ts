@@ -9,13 +9,14 @@ import { gitlabProvider } from './gitlab';
 import { kucoinProvider } from './kucoin';
 import { manualProvider } from './manual';
 import { okxProvider } from './okx';
+import { openaiProvider } from './openai';
 import { quicknodeProvider } from './quicknode';
 
 /**
  * The providers built into Rotor, by name. The inventory names a provider in each integration,
  * and `rotor providers` lists these with their summary and help.
  */
-const builtInProviders: readonly Provider[] = [awsIamProvider, binanceProvider, bybitProvider, cloudflareProvider, datadogProvider, gateioProvider, gitlabProvider, kucoinProvider, manualProvider, okxProvider, quicknodeProvider];
+const builtInProviders: readonly Provider[] = [awsIamProvider, binanceProvider, bybitProvider, cloudflareProvider, datadogProvider, gateioProvider, gitlabProvider, kucoinProvider, manualProvider, okxProvider, openaiProvider, quicknodeProvider];
 
 const providersByName = indexByName(builtInProviders);
 

@@ -3,7 +3,7 @@ import { SingleBar } from 'cli-progress';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { getProvider } from '../../providers/registry';
 import { loadTemporalConfig } from '../../shared/config';
-import { isManualIntegration, type IntegrationEntry } from '../../shared/inventory';
+import { isManualIntegration, rateLimitOverrides, type IntegrationEntry, type InventoryFile } from '../../shared/inventory';
 import type { IntegrationSpec, RotationResult } from '../../workflows/rotation-types';
 import { OperationFailedError, UsageError } from '../errors';
 import { loadCheckedInventory, toIntegrationSpec } from '../integrations';
@@ -44,20 +44,25 @@ interface FleetRow {
  * started with a per-provider stagger, followed with a progress bar, and summarised in a table.
  */
 export async function runFleetCommand(options: FleetOptions): Promise<number> {
-  const rows = selectIntegrations(options).map((integration): FleetRow => ({ integration, detail: '' }));
+  const inventory = loadCheckedInventory(options.file);
+  const rows = selectIntegrations(inventory, options).map((integration): FleetRow => ({ integration, detail: '' }));
   if (rows.length === 0) {
     throw new UsageError(`No integration in ${options.file} matches ${describeSelection(options)}.`);
   }
   const config = loadTemporalConfig();
   const client = await connectClient(config);
 
+  const stagger = planStagger(rows, rateLimitOverrides(inventory));
+  for (const group of stagger.filter((candidate) => candidate.rows.length > 1)) {
+    console.log(`${group.providerName}: starting ${group.rows.length} rotations, one every ${(group.spacingMs / 1000).toFixed(2)} s (rate limit ${group.rateLimit}/s)`);
+  }
   const progress = createProgress(rows.length);
   let interrupted = false;
   process.once('SIGINT', () => {
     interrupted = true;
   });
 
-  const finished = startStaggered(client, rows, config.taskQueue, Boolean(options.dryRun), () => progress.update(counts(rows)));
+  const finished = startStaggered(client, stagger, config.taskQueue, Boolean(options.dryRun), () => progress.update(counts(rows)));
   while (!interrupted && rows.some((row) => row.outcome === undefined)) {
     progress.update(counts(rows));
     await Promise.race([finished, delay(500)]);
@@ -80,12 +85,11 @@ export async function runFleetCommand(options: FleetOptions): Promise<number> {
   return 0;
 }
 
-function selectIntegrations(options: FleetOptions): IntegrationSpec[] {
+function selectIntegrations(inventory: InventoryFile, options: FleetOptions): IntegrationSpec[] {
   const chosen = [options.all, options.provider, options.tag].filter(Boolean).length;
   if (chosen !== 1) {
     throw new UsageError('Choose the integrations with exactly one of: an integration id, --all, --provider <name>, --tag <tag>.');
   }
-  const inventory = loadCheckedInventory(options.file);
   const matches = (entry: IntegrationEntry): boolean => {
     if (options.provider) return entry.provider === options.provider;
     if (options.tag) return entry.tags.includes(options.tag);
@@ -104,19 +108,33 @@ function describeSelection(options: FleetOptions): string {
   return '--all';
 }
 
-/** Starts each provider's rotations spaced by its rate limit; providers start side by side. */
-async function startStaggered(client: Client, rows: FleetRow[], taskQueue: string, dryRun: boolean, onChange: () => void): Promise<void> {
+/** The rotations of one provider and how far apart they start. */
+interface ProviderStagger {
+  providerName: string;
+  rows: FleetRow[];
+  /** Requests per second: the inventory's providers section, else the provider's default. */
+  rateLimit: number;
+  spacingMs: number;
+}
+
+function planStagger(rows: FleetRow[], rateLimits: Record<string, number>): ProviderStagger[] {
   const byProvider = new Map<string, FleetRow[]>();
   for (const row of rows) {
     byProvider.set(row.integration.provider, [...(byProvider.get(row.integration.provider) ?? []), row]);
   }
+  return [...byProvider.entries()].map(([providerName, providerRows]) => {
+    const rateLimit = rateLimits[providerName] ?? getProvider(providerName).capabilities.defaultRateLimitPerSecond;
+    return { providerName, rows: providerRows, rateLimit, spacingMs: startSpacingMs(rateLimit) };
+  });
+}
 
+/** Starts each provider's rotations spaced by its rate limit; providers start side by side. */
+async function startStaggered(client: Client, stagger: ProviderStagger[], taskQueue: string, dryRun: boolean, onChange: () => void): Promise<void> {
   const followers: Promise<void>[] = [];
-  const starters = [...byProvider.entries()].map(async ([providerName, providerRows]) => {
-    const spacingMs = startSpacingMs(getProvider(providerName).capabilities.defaultRateLimitPerSecond);
-    for (const [index, row] of providerRows.entries()) {
+  const starters = stagger.map(async (group) => {
+    for (const [index, row] of group.rows.entries()) {
       if (index > 0) {
-        await delay(spacingMs);
+        await delay(group.spacingMs);
       }
       followers.push(startAndFollow(client, row, taskQueue, dryRun).finally(onChange));
     }

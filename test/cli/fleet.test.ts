@@ -31,6 +31,7 @@ describe('rotor rotate --all', () => {
     const result = await runCli(['rotate', '--all', '--file', file], { env, timeoutMs: 120_000 });
 
     assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
+    assert.match(result.stdout, /aws-iam: starting 3 rotations, one every 0\.40 s \(rate limit 5\/s\)/);
     assert.match(result.stdout, /rotations: done 3, running 0, failed 0 of 3/);
     for (const aws of fleet) {
       assert.match(result.stdout, new RegExp(`${aws.integration.id}\\s+aws-iam\\s+completed\\s+new key \\w+, Vault version 2`));
@@ -43,11 +44,12 @@ describe('rotor rotate --all', () => {
     const healthy = await prepareAwsIntegration(vault);
     const broken = await prepareAwsIntegration(vault);
     await vault.destroySecret(broken.integration.managementCredentialPath);
-    const file = writeInventoryFile([healthy.integration, broken.integration], { grace_period: '1s' });
+    const file = writeInventoryFile([healthy.integration, broken.integration], { grace_period: '1s' }, { providers: { 'aws-iam': { rate_limit_per_second: 20 } } });
 
     const result = await runCli(['rotate', '--provider', 'aws-iam', '--file', file], { env, timeoutMs: 120_000 });
 
     assert.equal(result.code, 1);
+    assert.match(result.stdout, /aws-iam: starting 2 rotations, one every 0\.10 s \(rate limit 20\/s\)/);
     assert.match(result.stdout, new RegExp(`${healthy.integration.id}\\s+aws-iam\\s+completed`));
     assert.match(result.stdout, new RegExp(`${broken.integration.id}\\s+aws-iam\\s+failed\\s+Rotation of ${broken.integration.id} failed in phase planning: The management credential`));
     assert.match(result.stderr, /1 of 2 rotations failed\./);

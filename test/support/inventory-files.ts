@@ -8,11 +8,12 @@ import { testEnvironment, uniqueSuffix } from './environment';
 export function writeInventoryFile(
   integrations: IntegrationSpec[],
   rotation: { grace_period: string; verify_timeout?: string; rotation_period?: string },
-  extra: { tags?: string[] } = {},
+  extra: { tags?: string[]; providers?: Record<string, { rate_limit_per_second: number }> } = {},
 ): string {
   const file = path.join(testEnvironment().ROTOR_TEST_WORK_DIR, `inventory-${uniqueSuffix()}.yaml`);
   const document = {
     version: 1,
+    ...(extra.providers ? { providers: extra.providers } : {}),
     integrations: integrations.map((integration) => ({
       id: integration.id,
       provider: integration.provider,

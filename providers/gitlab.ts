@@ -392,7 +392,17 @@ async function listTokens(context: GitLabContext): Promise<TokenDetails[]> {
 /** Compares the role of a project or group token, read with the management token, with the configured one. */
 async function verifyAccessLevel(context: GitLabContext, keyId: string): Promise<void> {
   const call = managementCall(context, 'verifyKey', 'GET', tokenPath(context.config, keyId), keyId);
-  const token = await callGitLab(context, call, tokenDetailsSchema);
+  let token: z.infer<typeof tokenDetailsSchema>;
+  try {
+    token = await callGitLab(context, call, tokenDetailsSchema);
+  } catch (error) {
+    // The verify activity retries 'authentication' as a new token GitLab does not accept yet, but
+    // a rejected management token stays rejected, so it fails the verification at once.
+    if (error instanceof ProviderError && error.kind === 'authentication') {
+      throw new ProviderError('permission', error.message, error.details);
+    }
+    throw error;
+  }
 
   const requested = context.config.access_level ?? DEFAULT_ACCESS_LEVEL;
   if (token.access_level !== ACCESS_LEVELS[requested]) {

@@ -212,6 +212,18 @@ describe('gitlab project tokens against the emulator', () => {
     assert.match(error.message, new RegExp(`expires_at 2099-12-31 for the new access token ${created.keyId}, but Rotor requested ${created.secret.expires_at}`));
   });
 
+  it('verifyKey fails at once when the management token is rejected', async () => {
+    const created = await gitlabProvider.createKey(context, { label: 'rotor-mgmtgone1', restrictions: { scopes: ['read_api'] } });
+    seenSecrets.add(created.secret.token);
+    emulator.injectResponse({ method: 'GET', path: `/projects/${account.projectPath}/access_tokens/${created.keyId}`, status: 401, body: { message: '401 Unauthorized' } });
+
+    const error = await rejectionOf(gitlabProvider.verifyKey(context, created.keyId, created.secret));
+
+    // 'authentication' would be retried as a new token that is not accepted yet.
+    assert.equal(error.kind, 'permission');
+    assert.match(error.message, /^GitLab rejected the management token during verifyKey/);
+  });
+
   it('expired token fails verification', async () => {
     const expired = emulator.seedToken({ tokenType: 'project', ownerId: account.projectId, name: 'expired', expiresAt: new Date().toISOString().slice(0, 10) });
     seenSecrets.add(expired.value);

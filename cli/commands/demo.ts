@@ -85,8 +85,15 @@ export async function runDemoCommand(options: DemoOptions): Promise<number> {
 
       const latest = await vault.readSecret(integration.vaultPath);
       const newKeyId = (await vault.readMetadata(integration.vaultPath))?.customMetadata.key_id;
-      const rejection = await oldKeyRejection(seeded);
       console.log(`  Vault: secret/${integration.vaultPath} is now version ${latest?.version}, holding key ${newKeyId}`);
+      let rejection: string | null;
+      try {
+        rejection = await oldKeyRejection(seeded);
+      } catch (error) {
+        failures += 1;
+        console.error(`  Could not check whether the emulator rejects the old key ${seeded.currentKeyId}: ${(error as Error).message}`);
+        continue;
+      }
       console.log(
         rejection === null
           ? `  The emulator still accepts the old key ${seeded.currentKeyId}: revocation did not take effect.`

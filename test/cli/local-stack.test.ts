@@ -5,6 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
+import { listProviders } from '../../providers/registry';
 import { findFreePort } from '../../shared/local-services';
 import { repositoryRoot } from '../../shared/tools';
 import { runCli } from '../support/cli';
@@ -101,6 +102,34 @@ describe('rotor dev', () => {
 });
 
 describe('rotor demo', () => {
+  // Every example integration, and the error code its emulator returns for the old key after revoke.
+  const exampleRotations = [
+    { id: 'aws-ci-deployer', provider: 'aws-iam', rejection: 'InvalidClientTokenId' },
+    { id: 'cloudflare-dns-updater', provider: 'cloudflare', rejection: 'HTTP 401' },
+    { id: 'okx-trading-bot', provider: 'okx', rejection: '50119' },
+    { id: 'bybit-market-maker', provider: 'bybit', rejection: '10003' },
+    { id: 'binance-spot-hedger', provider: 'binance', rejection: '-2015' },
+    { id: 'datadog-status-page', provider: 'datadog', rejection: 'HTTP 403' },
+    { id: 'gateio-treasury-reporter', provider: 'gateio', rejection: 'INVALID_KEY' },
+    { id: 'gitlab-release-bot', provider: 'gitlab', rejection: 'HTTP 401' },
+    { id: 'kucoin-grid-bot', provider: 'kucoin', rejection: '400003' },
+    { id: 'openai-support-summarizer', provider: 'openai', rejection: 'invalid_api_key' },
+    { id: 'quicknode-indexer-rpc', provider: 'quicknode', rejection: 'HTTP 401' },
+  ];
+
+  it('example inventory covers every provider', () => {
+    const inventory = parse(fs.readFileSync(path.join(repositoryRoot, 'examples', 'inventory.yaml'), 'utf8'));
+    const rotatable = listProviders()
+      .map((provider) => provider.name)
+      .filter((name) => name !== 'manual');
+
+    assert.deepEqual(
+      inventory.integrations.map((entry: { id: string; provider: string }) => `${entry.id} (${entry.provider})`),
+      exampleRotations.map(({ id, provider }) => `${id} (${provider})`),
+    );
+    assert.deepEqual(exampleRotations.map(({ provider }) => provider).sort(), rotatable.sort());
+  });
+
   it('rotates every example integration and shows old keys rejected', async () => {
     const directory = scratchDirectory('demo');
     const inventory = parse(fs.readFileSync(path.join(repositoryRoot, 'examples', 'inventory.yaml'), 'utf8'));
@@ -111,18 +140,18 @@ describe('rotor demo', () => {
     const file = path.join(directory, 'inventory.yaml');
     fs.writeFileSync(file, stringify(inventory));
 
-    const result = await runCli(['demo', '--file', file, '--data-dir', directory], { timeoutMs: 120_000 });
+    const result = await runCli(['demo', '--file', file, '--data-dir', directory], { timeoutMs: 240_000 });
 
     assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
-    assert.match(result.stdout, /Rotation of aws-ci-deployer completed\./);
-    assert.match(result.stdout, /old key: (\w+) \(revoked\)/);
     assert.match(result.stdout, /Vault: secret\/apps\/ci-deployer\/aws is now version 2, holding key \w+/);
-    assert.match(result.stdout, /The emulator now rejects the old key \w+ \(InvalidClientTokenId\)\./);
-    for (const id of ['cloudflare-dns-updater', 'okx-trading-bot', 'bybit-market-maker']) {
-      assert.match(result.stdout, new RegExp(`Rotation of ${id} completed\\.`));
+    for (const { id, rejection } of exampleRotations) {
+      const oldKey = new RegExp(`Seeded ${id}: .+ with key (\\S+), stored at`).exec(result.stdout)?.[1];
+      assert.ok(oldKey, `no "Seeded ${id}" line:\n${result.stdout}`);
+      assert.match(result.stdout, new RegExp(`Rotation of ${id} completed\\.\\n  old key: ${oldKey} \\(revoked\\)`));
+      assert.ok(result.stdout.includes(`The emulator now rejects the old key ${oldKey} (${rejection}).`), `${id}: no rejection ${rejection} of ${oldKey}:\n${result.stdout}`);
     }
-    assert.equal(result.stdout.match(/The emulator now rejects the old key/g)?.length, 4);
-    assert.match(result.stdout, /Demo finished: 4 rotations completed\./);
+    assert.equal(result.stdout.match(/The emulator now rejects the old key/g)?.length, exampleRotations.length);
+    assert.match(result.stdout, new RegExp(`Demo finished: ${exampleRotations.length} rotations completed\\.`));
     assert.equal(result.stderr, '');
   });
 });

@@ -46,8 +46,15 @@ const MAX_KEYS_PER_SUB_ACCOUNT = 50;
 
 // Delay used when OKX reports a rate limit (code 50011, as HTTP 429 or inside a 200 response),
 // which carries no Retry-After. An estimate: the key-management limits are counted per 1 and
-// 2 second windows.
-const IN_BODY_RATE_LIMIT_DELAY_MS = 2_000;
+// 2 second windows, and a retry within the window finds the slots that free up in it. Rotations
+// throttled together would retry together and collide again, so the delay is spread at random
+// between half a second and one second.
+const RATE_LIMIT_DELAY_MS = 500;
+const RATE_LIMIT_JITTER_MS = 500;
+
+function rateLimitDelayMs(): number {
+  return RATE_LIMIT_DELAY_MS + Math.floor(Math.random() * RATE_LIMIT_JITTER_MS);
+}
 
 // The passphrase rule of the create endpoint: 8 to 32 characters with at least one digit, one
 // uppercase letter, one lowercase letter and one special character.
@@ -476,7 +483,7 @@ async function callOkx<T>(context: OkxContext, call: OkxCall<T>): Promise<T> {
       headers,
       body: method === 'POST' ? body : undefined,
       signal: context.signal,
-      defaultRetryAfterMs: IN_BODY_RATE_LIMIT_DELAY_MS,
+      defaultRetryAfterMs: rateLimitDelayMs(),
       // OKX sends its code with HTTP 401, 403 and 429 too; a known one says more than the status.
       describeError: (status, json) => {
         const envelope = okxEnvelopeSchema.safeParse(json);
@@ -658,7 +665,7 @@ function okxFailure(code: string, vendorMessage: string, httpStatus: number, con
   const kind = classifyOkxCode(code, httpStatus);
   const details: ProviderError['details'] = { provider: PROVIDER_NAME, operation: call.operation, vendorCode: code };
   if (kind === 'rate-limited') {
-    details.retryAfterMs = IN_BODY_RATE_LIMIT_DELAY_MS;
+    details.retryAfterMs = rateLimitDelayMs();
   }
   const failure = { code, vendorText: scrubSecrets(vendorMessage, secretsOf(context, call)), retryAfterMs: details.retryAfterMs };
   return new ProviderError(kind, describeFailure(kind, failure, context, call), details);

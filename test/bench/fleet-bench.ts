@@ -51,6 +51,8 @@ interface ProxiedRequest {
   endpoint: string;
   apiKey?: string;
   rateLimited: boolean;
+  /** When the response arrived, in ms since the epoch. */
+  at: number;
 }
 
 /** A loopback HTTP proxy in front of one emulator that records every request, because the emulators count only rejections. */
@@ -88,6 +90,7 @@ async function startCountingProxy(targetUrl: string): Promise<CountingProxy> {
             endpoint: `${request.method ?? 'GET'} ${new URL(request.url ?? '/', 'http://127.0.0.1').pathname}`,
             apiKey: typeof apiKeyHeader === 'string' ? apiKeyHeader : undefined,
             rateLimited: reply.statusCode === 429 || isBybitRateLimit(body),
+            at: Date.now(),
           });
           response.writeHead(reply.statusCode ?? 502, reply.headers);
           response.end(body);
@@ -206,6 +209,8 @@ function inventoryYaml(entries: InventoryEntry[]): string {
 
 interface FleetOutcome {
   wallMs: number;
+  /** When the first rotation started, in ms since the epoch. */
+  startedAt: number;
   completed: Record<ProviderName, number>;
   /** When each provider's last rotation finished, from the first start. */
   lastFinishedMs: Record<ProviderName, number>;
@@ -216,7 +221,7 @@ interface FleetOutcome {
 
 /** Starts every rotation with `rotor rotate --all`'s per-provider spacing, with the bench's emulator limits as the rate, and waits for all. */
 async function runFleet(client: Client, specs: IntegrationSpec[], taskQueue: string): Promise<FleetOutcome> {
-  const outcome: FleetOutcome = { wallMs: 0, completed: { cloudflare: 0, okx: 0, bybit: 0 }, lastFinishedMs: { cloudflare: 0, okx: 0, bybit: 0 }, failed: 0, failures: [], completedIds: new Set() };
+  const outcome: FleetOutcome = { wallMs: 0, startedAt: 0, completed: { cloudflare: 0, okx: 0, bybit: 0 }, lastFinishedMs: { cloudflare: 0, okx: 0, bybit: 0 }, failed: 0, failures: [], completedIds: new Set() };
   const started = Date.now();
   const followers: Promise<void>[] = [];
   let finished = 0;
@@ -266,6 +271,7 @@ async function runFleet(client: Client, specs: IntegrationSpec[], taskQueue: str
     clearInterval(progress);
   }
   outcome.wallMs = Date.now() - started;
+  outcome.startedAt = started;
   return outcome;
 }
 
@@ -274,16 +280,18 @@ interface ProviderCeiling {
   callsPerRotation: number;
   bucket: string;
   allowedPerSecond: number;
+  /** Admitted requests in the binding bucket in each second of the fleet, which shows where the bucket went unused. */
+  admittedPerSecond: number[];
 }
 
 /**
  * Computes each provider's ceiling in rotations per second from the admitted requests of the
  * fleet run. A provider may have several rate-limit buckets, and the tightest one binds.
  */
-function providerCeilings(emulators: Emulators, completed: Record<ProviderName, number>): ProviderCeiling[] {
-  const admitted = (provider: ProviderName, matches: (request: ProxiedRequest) => boolean): number =>
-    emulators.proxies[provider].flatMap((proxy) => proxy.requests).filter((request) => !request.rateLimited && matches(request)).length;
-  const buckets: Record<ProviderName, Array<{ name: string; limit: number; calls: number }>> = {
+function providerCeilings(emulators: Emulators, completed: Record<ProviderName, number>, fleetStartedAt: number): ProviderCeiling[] {
+  const admitted = (provider: ProviderName, matches: (request: ProxiedRequest) => boolean): ProxiedRequest[] =>
+    emulators.proxies[provider].flatMap((proxy) => proxy.requests).filter((request) => !request.rateLimited && matches(request));
+  const buckets: Record<ProviderName, Array<{ name: string; limit: number; calls: ProxiedRequest[] }>> = {
     // One token bucket for every request of a user, and the users' buckets fill side by side.
     cloudflare: [
       {
@@ -310,12 +318,25 @@ function providerCeilings(emulators: Emulators, completed: Record<ProviderName, 
   return PROVIDERS.filter((provider) => completed[provider] > 0).map((provider) => {
     const perBucket = buckets[provider].map((bucket) => ({
       bucket: bucket.name,
-      callsPerRotation: bucket.calls / completed[provider],
-      allowedPerSecond: bucket.calls === 0 ? Infinity : bucket.limit / (bucket.calls / completed[provider]),
+      callsPerRotation: bucket.calls.length / completed[provider],
+      allowedPerSecond: bucket.calls.length === 0 ? Infinity : bucket.limit / (bucket.calls.length / completed[provider]),
+      admittedPerSecond: countPerSecond(bucket.calls, fleetStartedAt),
     }));
     const tightest = perBucket.reduce((best, candidate) => (candidate.allowedPerSecond < best.allowedPerSecond ? candidate : best));
     return { provider, ...tightest };
   });
+}
+
+function countPerSecond(requests: ProxiedRequest[], startedAt: number): number[] {
+  const counts: number[] = [];
+  for (const request of requests) {
+    const second = Math.max(0, Math.floor((request.at - startedAt) / 1000));
+    while (counts.length <= second) {
+      counts.push(0);
+    }
+    counts[second]++;
+  }
+  return counts;
 }
 
 /** Rotates each integration with direct provider calls, one after another, sleeping the vendor's delay on a rate-limited error. */
@@ -476,12 +497,13 @@ async function main(): Promise<number> {
       console.log(`  failed: ${failure}`);
     }
 
-    const ceilings = providerCeilings(emulators, fleet.completed);
+    const ceilings = providerCeilings(emulators, fleet.completed, fleet.startedAt);
     for (const ceiling of ceilings) {
       console.log(
         `  ${ceiling.provider}: ${fleet.completed[ceiling.provider]} rotations, ${ceiling.callsPerRotation.toFixed(2)} admitted calls per rotation on ${ceiling.bucket}, ` +
           `allowed ${ceiling.allowedPerSecond.toFixed(2)} rotations/s, last one finished at ${(fleet.lastFinishedMs[ceiling.provider] / 1000).toFixed(1)} s`,
       );
+      console.log(`    admitted per second on ${ceiling.bucket}: ${ceiling.admittedPerSecond.join(' ')}`);
     }
     const boundSeconds = Math.max(...ceilings.map((ceiling) => fleet.completed[ceiling.provider] / ceiling.allowedPerSecond));
     const ceilingPerSecond = completedTotal / boundSeconds;

@@ -315,8 +315,8 @@ describe('bybit provider against the emulator', () => {
       assert.equal(error.details.vendorCode, '10006');
       assert.equal(error.retryable, true);
       assert.ok((error.details.retryAfterMs ?? 0) >= 100, `retryAfterMs is ${error.details.retryAfterMs}`);
-      // At most one window until the reset plus at most one window of jitter.
-      assert.ok((error.details.retryAfterMs ?? Infinity) <= 2_000, `retryAfterMs is ${error.details.retryAfterMs}`);
+      // At most one window until the reset plus at most a quarter window of jitter.
+      assert.ok((error.details.retryAfterMs ?? Infinity) <= 1_250, `retryAfterMs is ${error.details.retryAfterMs}`);
       assert.match(error.message, /Too many visits!/);
       assert.equal(limited.rateLimitedResponses, 1);
     } finally {
@@ -521,7 +521,7 @@ describe('bybit HTTP failures', () => {
     assert.equal(rateLimitDelayMs(headers(String(now - 5)), now, noJitter), 100);
     assert.equal(rateLimitDelayMs(headers(String(now + 3_600_000)), now, noJitter), 60_000);
     assert.equal(rateLimitDelayMs(new Headers(), now, noJitter), 1_000);
-    assert.equal(rateLimitDelayMs(headers(String(now + 640)), now, () => 0.5), 1_140);
+    assert.equal(rateLimitDelayMs(headers(String(now + 640)), now, () => 0.5), 765);
   });
 });
 

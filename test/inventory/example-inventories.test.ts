@@ -20,6 +20,6 @@ describe('example inventories', () => {
     const result = await runCli(['validate', '--file', file]);
 
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stdout, `${file}: valid, 4 integrations across 4 providers.\n`);
+    assert.equal(result.stdout, `${file}: valid, 11 integrations across 11 providers.\n`);
   });
 });

@@ -21,7 +21,7 @@ import {
   type ProviderErrorKind,
   type ProviderKey,
 } from './contract';
-import { formatPath, valueAtPath } from './responses';
+import { formatPath, scrubSecrets, valueAtPath } from './responses';
 
 /**
  * The AWS IAM provider keeps one IAM user's access key fresh. Its management credential belongs
@@ -797,18 +797,6 @@ function readAwsFailure(error: unknown, secrets: string[]): AwsFailure {
     vendorMessage: scrubSecrets(error.message, secrets),
     retryAfterHeader: typeof retryAfter === 'string' ? retryAfter : undefined,
   };
-}
-
-/** Removes known secret values from AWS's text and shortens it to one line of reasonable length. */
-function scrubSecrets(text: string, secrets: string[]): string {
-  let scrubbed = text;
-  for (const secret of secrets) {
-    if (secret !== '') {
-      scrubbed = scrubbed.split(secret).join('[redacted]');
-    }
-  }
-  scrubbed = scrubbed.replace(/\s+/g, ' ').trim();
-  return scrubbed.length > 300 ? `${scrubbed.slice(0, 300)}…` : scrubbed;
 }
 
 /** Converts a Retry-After header (seconds or an HTTP date) to milliseconds, with a default. */

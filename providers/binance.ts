@@ -12,7 +12,7 @@ import {
   type ProviderKey,
 } from './contract';
 import { sendVendorRequest, type VendorResponse } from './http';
-import { formatPath, valueAtPath } from './responses';
+import { formatPath, scrubSecrets, valueAtPath } from './responses';
 import { hmacSha256Hex } from './signing';
 
 /**
@@ -829,16 +829,4 @@ function describeFailure(
 
 function secretsOf(context: BinanceContext, call: BinanceCall<unknown>): string[] {
   return [context.credential.api_secret, call.signer.api_secret];
-}
-
-/** Removes known secret values from Binance's text and shortens it to one line of reasonable length. */
-function scrubSecrets(text: string, secrets: string[]): string {
-  let scrubbed = text;
-  for (const secret of secrets) {
-    if (secret !== '') {
-      scrubbed = scrubbed.split(secret).join('[redacted]');
-    }
-  }
-  scrubbed = scrubbed.replace(/\s+/g, ' ').trim();
-  return scrubbed.length > 300 ? `${scrubbed.slice(0, 300)}…` : scrubbed;
 }

@@ -10,7 +10,7 @@ import {
   type ProviderErrorKind,
   type ProviderKey,
 } from './contract';
-import { formatPath, valueAtPath } from './responses';
+import { formatPath, scrubSecrets, valueAtPath } from './responses';
 import { sendVendorRequest, type VendorResponse } from './http';
 import { hmacSha256Hex } from './signing';
 
@@ -775,16 +775,4 @@ function describeFailure(kind: ProviderErrorKind, retCode: number, vendorText: s
     default:
       return `Bybit ${call.endpoint} for ${subject} failed: ${vendorText}.`;
   }
-}
-
-/** Removes known secret values from Bybit's text and shortens it to one line of reasonable length. */
-function scrubSecrets(text: string, secrets: string[]): string {
-  let scrubbed = text;
-  for (const secret of secrets) {
-    if (secret !== '') {
-      scrubbed = scrubbed.split(secret).join('[redacted]');
-    }
-  }
-  scrubbed = scrubbed.replace(/\s+/g, ' ').trim();
-  return scrubbed.length > 300 ? `${scrubbed.slice(0, 300)}…` : scrubbed;
 }

@@ -11,7 +11,7 @@ import {
   type ProviderErrorKind,
   type ProviderKey,
 } from './contract';
-import { formatPath, valueAtPath } from './responses';
+import { formatPath, scrubSecrets, valueAtPath } from './responses';
 import { sendVendorRequest, type VendorResponse } from './http';
 import { hmacSha512Hex, sha512Hex } from './signing';
 
@@ -872,16 +872,4 @@ export function rateLimitDelayMs(headers: Headers | undefined, now = Date.now(),
   }
   const resetMs = reset >= MILLISECOND_TIMESTAMPS_FROM ? reset : reset * 1000;
   return Math.min(Math.max(resetMs - now, MIN_RATE_LIMIT_DELAY_MS), MAX_RATE_LIMIT_DELAY_MS) + jitter;
-}
-
-/** Removes known secret values from Gate.io's text and shortens it to one line of reasonable length. */
-function scrubSecrets(text: string, secrets: string[]): string {
-  let scrubbed = text;
-  for (const secret of secrets) {
-    if (secret !== '') {
-      scrubbed = scrubbed.split(secret).join('[redacted]');
-    }
-  }
-  scrubbed = scrubbed.replace(/\s+/g, ' ').trim();
-  return scrubbed.length > 200 ? `${scrubbed.slice(0, 200)}…` : scrubbed;
 }

@@ -10,7 +10,7 @@ import {
   type ProviderErrorKind,
   type ProviderKey,
 } from './contract';
-import { formatPath, valueAtPath } from './responses';
+import { formatPath, scrubSecrets, valueAtPath } from './responses';
 import { sendVendorRequest, type VendorResponse } from './http';
 import { hmacSha256Base64, hmacSha256Hex } from './signing';
 
@@ -877,16 +877,4 @@ function describeFailure(kind: ProviderErrorKind, code: string, reason: string, 
     case 'transient':
       return `KuCoin failed to ${action} for ${subAccount} with a temporary error (${reason}). Rotor retries it.`;
   }
-}
-
-/** Removes known secret values from KuCoin's text and shortens it to one line of reasonable length. */
-function scrubSecrets(text: string, secrets: string[]): string {
-  let scrubbed = text;
-  for (const secret of secrets) {
-    if (secret !== '') {
-      scrubbed = scrubbed.split(secret).join('[redacted]');
-    }
-  }
-  scrubbed = scrubbed.replace(/\s+/g, ' ').trim();
-  return scrubbed.length > 200 ? `${scrubbed.slice(0, 200)}…` : scrubbed;
 }

@@ -10,7 +10,7 @@ import {
   type ProviderErrorKind,
   type ProviderKey,
 } from './contract';
-import { formatPath, valueAtPath } from './responses';
+import { formatPath, scrubSecrets, valueAtPath } from './responses';
 import { sendVendorRequest, type VendorResponse } from './http';
 import { hmacSha256Base64 } from './signing';
 
@@ -752,16 +752,4 @@ function authenticationHint(code: string): string {
 
 function secretsOf(context: OkxContext, call: OkxCall<unknown>): string[] {
   return [context.credential.secret_key, context.credential.passphrase, call.signer.secret_key, call.signer.passphrase, ...(call.extraSecrets ?? [])];
-}
-
-/** Removes known secret values from OKX's text and shortens it to one line of reasonable length. */
-function scrubSecrets(text: string, secrets: string[]): string {
-  let scrubbed = text;
-  for (const secret of secrets) {
-    if (secret !== '') {
-      scrubbed = scrubbed.split(secret).join('[redacted]');
-    }
-  }
-  scrubbed = scrubbed.replace(/\s+/g, ' ').trim();
-  return scrubbed.length > 200 ? `${scrubbed.slice(0, 200)}…` : scrubbed;
 }

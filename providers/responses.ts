@@ -20,3 +20,18 @@ export function valueAtPath(value: unknown, path: readonly PropertyKey[]): unkno
   }
   return current;
 }
+
+/**
+ * Returns a vendor's error text for a message: every secret replaced by [redacted], whitespace
+ * collapsed, and at most `maxLength` characters.
+ */
+export function scrubSecrets(text: string, secrets: readonly string[], maxLength = 300): string {
+  let scrubbed = text;
+  for (const secret of secrets) {
+    if (secret !== '') {
+      scrubbed = scrubbed.split(secret).join('[redacted]');
+    }
+  }
+  scrubbed = scrubbed.replace(/\s+/g, ' ').trim();
+  return scrubbed.length > maxLength ? `${scrubbed.slice(0, maxLength)}…` : scrubbed;
+}

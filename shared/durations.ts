@@ -6,15 +6,22 @@ import { z } from 'zod';
  * `30d`. Parses to milliseconds.
  */
 export const durationSchema = z
-  .string()
+  .string({ error: 'expected a duration with a unit, such as 90s, 15m, 12h or 30d' })
   .trim()
   .refine((text) => parseDurationMs(text) !== undefined, {
-    message: 'expected a duration such as 90s, 15m, 12h or 30d',
+    message: 'expected a duration with a unit, such as 90s, 15m, 12h or 30d (units: ms, s, m, h, d, w, y)',
   })
   .transform((text) => parseDurationMs(text) as number);
 
-/** Parses `30s`, `5m`, `2h`, `30d` into milliseconds; undefined when the text is not a positive duration. */
+// A number and one lower-case unit. The `ms` package alone also reads a bare number as
+// milliseconds and `M` as minutes, so "30" or "3M" (meant as months) would pass silently.
+const durationPattern = /^\d+(\.\d+)?(ms|s|m|h|d|w|y)$/;
+
+/** Parses `30s`, `5m`, `2h`, `30d` into milliseconds; undefined when the text is not a positive duration with a unit. */
 export function parseDurationMs(text: string): number | undefined {
+  if (!durationPattern.test(text)) {
+    return undefined;
+  }
   const parsed = ms(text as ms.StringValue);
   if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed <= 0) {
     return undefined;

@@ -150,7 +150,7 @@ describe('rotor inventory', () => {
     const result = await runCli(['inventory', '--file', invalid]);
 
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /integrations\[0\]\.rotation\.rotation_period: expected a duration such as 90s, 15m, 12h or 30d/);
+    assert.match(result.stderr, /integrations\[0\]\.rotation\.rotation_period: expected a duration with a unit, such as 90s, 15m, 12h or 30d/);
   });
 
   it('unknown format exits 2', async () => {

@@ -231,7 +231,7 @@ integrations:
 ${awsIntegration('ci')}${awsIntegration('billing')}`;
 
     await assertProblems(text, [
-      [5, 'defaults.rotation.grace_period: expected a duration such as 90s, 15m, 12h or 30d'],
+      [5, 'defaults.rotation.grace_period: expected a duration with a unit, such as 90s, 15m, 12h or 30d (units: ms, s, m, h, d, w, y)'],
       [
         6,
         'defaults.rotation.colour: unknown field "colour"; expected one of: rotation_period, rotation_schedule, rotation_window, disable_automated_rotation, grace_period, verify_timeout, idle_period, max_grace, clear_stale_keys',
@@ -254,7 +254,7 @@ ${awsIntegration('ci')}    owner: ${['AKIA', 'IOSFODNN7', 'EXAMPLE'].join('')}
 `;
 
     await assertProblems(text, [
-      [10, 'integrations[0].rotation.grace_period: expected a duration such as 90s, 15m, 12h or 30d'],
+      [10, 'integrations[0].rotation.grace_period: expected a duration with a unit, such as 90s, 15m, 12h or 30d (units: ms, s, m, h, d, w, y)'],
       [11, 'integrations[1].id: duplicate id "ci": integrations[0] has it already'],
       [17, `integrations[1].owner: looks like an AWS access key id. ${storeInVault}`],
     ]);

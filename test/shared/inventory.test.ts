@@ -36,7 +36,19 @@ describe('inventory parsing', () => {
     const lines = error.message.split('\n');
     assert.equal(lines.length, 2);
     assert.ok(lines.includes('inventory.yaml:8: integrations[0].vault_path: expected a KV path relative to the mount, such as apps/billing/okx'), error.message);
-    assert.ok(lines.includes('inventory.yaml:11: integrations[0].rotation.grace_period: expected a duration such as 90s, 15m, 12h or 30d'), error.message);
+    assert.ok(
+      lines.includes('inventory.yaml:11: integrations[0].rotation.grace_period: expected a duration with a unit, such as 90s, 15m, 12h or 30d (units: ms, s, m, h, d, w, y)'),
+      error.message,
+    );
+  });
+
+  it('rejects durations without a lower-case unit', () => {
+    for (const written of ['"30"', '30', '3M', '2 hours']) {
+      const error = captureError(() => parseInventory(valid.replace('grace_period: 10m', `grace_period: ${written}`), 'inventory.yaml'));
+
+      assert.ok(error instanceof InventoryError, `grace_period: ${written} was accepted`);
+      assert.match(error.message, /inventory\.yaml:11: integrations\[0\]\.rotation\.grace_period: expected a duration with a unit/);
+    }
   });
 
   it('rejects duplicate integration ids', () => {

@@ -65,8 +65,17 @@ export async function followRotation(handle: WorkflowHandle<typeof rotateKey>, i
       failure = error;
     },
   );
+  const printedFailures = new Set<string>();
   while (outcome === undefined && failure === undefined) {
-    printPhases(await queryState(handle));
+    const { state, retrying } = await pollRotation(handle);
+    printPhases(state);
+    for (const { activity, attempt, lastFailure } of retrying) {
+      // Each distinct failure once: the same message on every attempt would flood the terminal.
+      if (!printedFailures.has(`${activity} ${lastFailure}`)) {
+        printedFailures.add(`${activity} ${lastFailure}`);
+        console.log(`    retrying ${activity} (attempt ${attempt}, ${new Date().toISOString().slice(11, 19)}): ${lastFailure}`);
+      }
+    }
     await Promise.race([result, delay(500)]);
   }
 
@@ -116,9 +125,10 @@ export async function runStatusCommand(integrationId: string, options: { json?: 
   }
 
   let state: RotationState | undefined;
+  let retrying: RetryingActivity[] = [];
   let failureMessage: string | undefined;
   if (description.status.name === 'RUNNING') {
-    state = await queryState(handle);
+    ({ state, retrying } = await pollRotation(handle));
   } else {
     try {
       state = (await handle.result()).state;
@@ -128,7 +138,7 @@ export async function runStatusCommand(integrationId: string, options: { json?: 
   }
 
   if (options.json) {
-    console.log(JSON.stringify({ workflowId: description.workflowId, runId: description.runId, status: description.status.name, state, failure: failureMessage }, null, 2));
+    console.log(JSON.stringify({ workflowId: description.workflowId, runId: description.runId, status: description.status.name, state, retrying, failure: failureMessage }, null, 2));
     return 0;
   }
   console.log(`${integrationId}: workflow ${description.workflowId} (run ${description.runId}) is ${description.status.name}`);
@@ -140,6 +150,9 @@ export async function runStatusCommand(integrationId: string, options: { json?: 
     if (state.graceEndsAt) console.log(`  grace ends: ${state.graceEndsAt}`);
     if (state.waitingReason) console.log(`  waiting: ${state.waitingReason}`);
     if (state.failure) console.log(`  failed in ${state.failure.phase}: ${state.failure.message}`);
+  }
+  for (const { activity, attempt, lastFailure } of retrying) {
+    console.log(`  retrying: ${activity}, attempt ${attempt}, last failure: ${lastFailure}`);
   }
   if (failureMessage) {
     console.log(`  failure: ${failureMessage}`);
@@ -173,15 +186,34 @@ export async function runGraceSignalCommand(integrationId: string, action: 'roll
 
 /** Queries the rotation's state; returns undefined when no rotation of the integration is running. */
 async function queryState(handle: WorkflowHandle): Promise<RotationState | undefined> {
+  return (await pollRotation(handle)).state;
+}
+
+/** An activity Temporal is retrying, with the failure of its last attempt. */
+interface RetryingActivity {
+  activity: string;
+  attempt: number;
+  lastFailure: string;
+}
+
+/**
+ * Reads the running rotation's state and the activities Temporal is retrying. A provider that
+ * cannot be reached keeps a phase retrying for up to 30 minutes, and without the last failure a
+ * waiting user would see nothing but the phase.
+ */
+async function pollRotation(handle: WorkflowHandle): Promise<{ state?: RotationState; retrying: RetryingActivity[] }> {
   try {
     const description = await handle.describe();
     if (description.status.name !== 'RUNNING') {
-      return undefined;
+      return { retrying: [] };
     }
-    return await handle.query(stateQuery);
+    const retrying = (description.raw.pendingActivities ?? [])
+      .filter((pending) => (pending.attempt ?? 1) > 1 && pending.lastFailure?.message)
+      .map((pending) => ({ activity: pending.activityType?.name ?? 'activity', attempt: pending.attempt ?? 0, lastFailure: pending.lastFailure?.message ?? '' }));
+    return { state: await handle.query(stateQuery), retrying };
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) {
-      return undefined;
+      return { retrying: [] };
     }
     throw error;
   }

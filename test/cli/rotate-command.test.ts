@@ -1,11 +1,22 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { VaultStore } from '../../shared/vault';
 import type { IntegrationSpec } from '../../workflows/rotation-types';
 import { prepareAwsIntegration, type AwsTestIntegration } from '../support/aws-integration';
 import { runCli } from '../support/cli';
-import { startTestWorker, testVault, uniqueSuffix, type RunningTestWorker } from '../support/environment';
+import { rotationWorkflowId } from '../../shared/task-queues';
+import { startTestWorker, testClient, testVault, uniqueSuffix, type RunningTestWorker } from '../support/environment';
 import { writeInventoryFile } from '../support/inventory-files';
+
+/** Returns a loopback port nothing listens on: the OS picks it, and the server closes again. */
+async function freeLoopbackPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
 
 function writeInventory(integration: IntegrationSpec, gracePeriod: string): string {
   return writeInventoryFile([integration], { grace_period: gracePeriod });
@@ -103,6 +114,22 @@ describe('rotor rotate, status, finish-grace and rollback', () => {
 
     assert.equal(result.code, 1);
     assert.match(result.stderr, /failed in phase planning: The management credential of .* is missing/);
+  });
+
+  it('status shows the last failure of a retried step', async () => {
+    const aws = await prepareAwsIntegration(vault);
+    const closedPort = await freeLoopbackPort();
+    const unreachable = { ...aws.integration, providerConfig: { ...aws.integration.providerConfig, endpoint: `http://127.0.0.1:${closedPort}` } };
+    const file = writeInventory(unreachable, '1s');
+
+    await runCli(['rotate', aws.integration.id, '--file', file], { env });
+    try {
+      await waitForStatus(aws, /retrying: planRotation, attempt \d+, last failure: .*ECONNREFUSED/);
+    } finally {
+      const client = await testClient();
+      await client.workflow.getHandle(rotationWorkflowId(aws.integration.id)).terminate('test cleanup');
+      await client.connection.close();
+    }
   });
 
   it('an unknown integration exits 2 and lists the known ones', async () => {

@@ -16,6 +16,8 @@ export function runProvidersCommand(options: { json?: boolean }): number {
       capabilities: provider.capabilities,
       config: z.toJSONSchema(provider.configSchema, { io: 'input', unrepresentable: 'any' }),
       managementCredential: z.toJSONSchema(provider.credentialSchema, { io: 'input', unrepresentable: 'any' }),
+      secret: z.toJSONSchema(provider.secretSchema, { io: 'input', unrepresentable: 'any' }),
+      help: provider.help.trim(),
     }));
     console.log(JSON.stringify(described, null, 2));
     return 0;

@@ -282,7 +282,13 @@ export function loadInventory(file: string, options: InventoryOptions = {}): Inv
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (error as Error).message;
+    const code = (error as NodeJS.ErrnoException).code;
+    const reasons: Record<string, string> = {
+      ENOENT: 'file not found; pass the file with --file or set ROTOR_INVENTORY',
+      EISDIR: 'this is a folder; pass the inventory file itself with --file',
+      EACCES: 'permission denied; check the file mode',
+    };
+    const reason = (code && reasons[code]) ?? (error as Error).message;
     throw new InventoryError([{ file, path: '', message: `cannot read the inventory: ${reason}` }]);
   }
   return parseInventory(text, file, options);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { listProviders } from '../../providers/registry';
 import { runCli } from '../support/cli';
@@ -49,6 +50,20 @@ describe('rotor validate', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, `${result.file}: valid, 2 integrations across 1 provider.\n`);
     assert.equal(result.stderr, '');
+  });
+
+  it('missing file says how to name one', async () => {
+    const result = await runCli(['validate', '--file', '/nonexistent/rotor-inventory.yaml']);
+
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /^\/nonexistent\/rotor-inventory\.yaml: \(root\): cannot read the inventory: file not found; pass the file with --file or set ROTOR_INVENTORY$/m);
+  });
+
+  it('folder instead of a file', async () => {
+    const result = await runCli(['validate', '--file', path.dirname(writeInventoryText(header))]);
+
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /cannot read the inventory: this is a folder; pass the inventory file itself with --file/);
   });
 
   it('duplicate ids', async () => {

@@ -166,6 +166,7 @@ export const binanceProvider: Provider<BinanceConfig, BinanceCredential> = {
   verifyKey,
   revokeKey,
   keyIdFromSecret,
+  configuredScopes: (config) => (config.permissions.length === 0 ? ['read-only'] : config.permissions),
 };
 
 /** Lists the sub-account's API keys. Binance stores no label or creation time for them. */

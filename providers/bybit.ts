@@ -191,6 +191,7 @@ export const bybitProvider: Provider<BybitConfig, BybitCredential> = {
   verifyKey,
   revokeKey,
   keyIdFromSecret,
+  configuredScopes: (config) => [...(config.read_only ? ['read-only'] : []), ...Object.entries(config.permissions).flatMap(([group, names]) => (names ?? []).map((permission) => `${group}:${permission}`))],
 };
 
 /** Lists the sub account's API keys, with the rotation label Bybit stores in each key's note. */

@@ -183,6 +183,7 @@ export const cloudflareProvider: Provider<CloudflareConfig, CloudflareCredential
   verifyKey,
   revokeKey,
   keyIdFromSecret,
+  configuredScopes: (config) => config.policies.filter((policy) => policy.effect === 'allow').flatMap((policy) => policy.permission_groups.map((group) => group.name ?? group.id)),
   keyUsage,
 };
 

@@ -101,6 +101,11 @@ export interface Provider<Config = unknown, Credential = unknown> {
    * Planning uses it when the consumer path has no `key_id` metadata, as after a hand-written secret.
    */
   keyIdFromSecret(secret: Record<string, string>): string | undefined;
+  /**
+   * Returns the permissions the provider config gives new keys when restrictions.scopes is empty,
+   * such as OKX's perm, so the audit does not report such keys as unrestricted.
+   */
+  configuredScopes?(config: Config): string[];
   /** Reports when the key was last used; only for providers with `usageData`. */
   keyUsage?(context: ProviderContext<Config, Credential>, keyId: string): Promise<KeyUsage>;
 }

@@ -174,6 +174,7 @@ export const gateioProvider: Provider<GateioConfig, GateioCredential> = {
   verifyKey,
   revokeKey,
   keyIdFromSecret,
+  configuredScopes: (config) => config.perms.map((permission) => `${permission.name}:${permission.read_only ? 'read' : 'write'}`),
   keyUsage,
 };
 

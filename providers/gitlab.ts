@@ -208,6 +208,7 @@ export const gitlabProvider: Provider<GitLabConfig, GitLabCredential> = {
   verifyKey,
   revokeKey,
   keyIdFromSecret,
+  configuredScopes: (config) => config.scopes ?? [],
   keyUsage,
 };
 

@@ -179,6 +179,7 @@ export const kucoinProvider: Provider<KucoinConfig, KucoinCredential> = {
   verifyKey,
   revokeKey,
   keyIdFromSecret,
+  configuredScopes: (config) => config.permissions,
 };
 
 /** Lists the sub-account's API keys, with the rotation label each remark carries. */

@@ -158,6 +158,7 @@ export const okxProvider: Provider<OkxConfig, OkxCredential> = {
   verifyKey,
   revokeKey,
   keyIdFromSecret,
+  configuredScopes: (config) => [config.perm],
 };
 
 /** Lists the sub-account's API keys with the rotation label each was created with. */

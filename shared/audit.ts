@@ -41,6 +41,8 @@ export interface Finding {
 export interface AuditSubject {
   entry: IntegrationEntry;
   capabilities: ProviderCapabilities;
+  /** Permissions the provider config gives new keys when restrictions.scopes is empty (Provider.configuredScopes). */
+  configuredScopes?: string[];
   keyState: StoredKeyState;
   /** Undefined for manual integrations, which have no management credential. */
   managementCredential?: ManagementCredentialState;
@@ -149,7 +151,7 @@ function restrictionFindings(subject: AuditSubject): FindingDraft[] {
   return isManualIntegration(subject.entry) ? manualRestrictionFindings(subject) : providerRestrictionFindings(subject);
 }
 
-function providerRestrictionFindings({ entry, capabilities }: AuditSubject): FindingDraft[] {
+function providerRestrictionFindings({ entry, capabilities, configuredScopes = [] }: AuditSubject): FindingDraft[] {
   const findings: FindingDraft[] = [];
   const { ip_allowlist: allowlist, scopes, expires_after: expiresAfter } = entry.restrictions;
   const notApplied = (field: string, feature: string): FindingDraft => ({
@@ -164,7 +166,9 @@ function providerRestrictionFindings({ entry, capabilities }: AuditSubject): Fin
     findings.push(notApplied('ip_allowlist', 'IP allowlist'));
   }
 
-  if (capabilities.scopes) {
+  if (capabilities.scopes && scopes.length === 0 && configuredScopes.length > 0) {
+    findings.push(...scopeFindings(configuredScopes, true, 'the provider config grants'));
+  } else if (capabilities.scopes) {
     findings.push(...scopeFindings(scopes, true));
   } else if (scopes.length > 0) {
     findings.push(notApplied('scopes', 'scopes'));
@@ -200,7 +204,7 @@ function allowlistFindings(allowlist: string[], severity: Severity, reason: stri
   return [];
 }
 
-function scopeFindings(scopes: string[], providerAppliesScopes: boolean): FindingDraft[] {
+function scopeFindings(scopes: string[], providerAppliesScopes: boolean, source = 'restrictions.scopes includes'): FindingDraft[] {
   if (scopes.length === 0) {
     return providerAppliesScopes
       ? [{ severity: 'medium', check: 'broad-scopes', message: "no restrictions.scopes, so new keys get the provider's broadest permissions; list the scopes consumers need" }]
@@ -210,7 +214,7 @@ function scopeFindings(scopes: string[], providerAppliesScopes: boolean): Findin
   if (broad.length === 0) {
     return [];
   }
-  return [{ severity: 'medium', check: 'broad-scopes', message: `restrictions.scopes includes ${broad.map((scope) => `"${scope}"`).join(', ')}, which grants broad access; list narrower scopes` }];
+  return [{ severity: 'medium', check: 'broad-scopes', message: `${source} ${broad.map((scope) => `"${scope}"`).join(', ')}, which grants broad access; list narrower scopes` }];
 }
 
 function postureFindings({ entry, now }: AuditSubject): FindingDraft[] {

@@ -47,7 +47,9 @@ async function auditEntry(vault: VaultStore | undefined, entry: IntegrationEntry
   const keyState = await readStoredKeyState(vault, entry);
   const managementCredential =
     isManualIntegration(entry) || !vault ? undefined : await readManagementCredentialState(vault, entry.management_credential, provider);
-  return auditIntegration({ entry, capabilities: provider.capabilities, keyState, managementCredential, kvMount: vault?.kvMount ?? 'secret', now });
+  const config = provider.configSchema.safeParse(entry.config);
+  const configuredScopes = config.success ? (provider.configuredScopes?.(config.data) ?? []) : [];
+  return auditIntegration({ entry, capabilities: provider.capabilities, configuredScopes, keyState, managementCredential, kvMount: vault?.kvMount ?? 'secret', now });
 }
 
 function printFindings(findings: Finding[], options: AuditCommandOptions, integrationCount: number, failingCount: number): void {

@@ -331,11 +331,11 @@ describe('rotor audit', () => {
 });
 
 describe('audit of provider restrictions', () => {
-  // No built-in provider applies IP allowlists, scopes and expiry yet, so these findings are
-  // checked against a provider that declares all three, with the key state read from Vault.
+  // Checked against made-up capabilities that declare all three, so the findings do not depend
+  // on one built-in provider's config. The key state is read from Vault.
   const capable: ProviderCapabilities = { ipAllowlist: true, scopes: true, expiry: true, usageData: false, defaultRateLimitPerSecond: 1 };
 
-  async function findingsFor(restrictions: Record<string, unknown>): Promise<Array<[string, string, string]>> {
+  async function findingsFor(restrictions: Record<string, unknown>, configuredScopes: string[] = []): Promise<Array<[string, string, string]>> {
     const vault = await testVault();
     const paths = awsEntryPaths('capable');
     await seedHealthyAwsEntry(vault, paths);
@@ -343,7 +343,7 @@ describe('audit of provider restrictions', () => {
     const [entry] = inventory.integrations;
 
     const keyState = await readStoredKeyState(vault, entry);
-    const findings = auditIntegration({ entry, capabilities: capable, keyState, managementCredential: { status: 'present' }, kvMount: vault.kvMount, now: new Date() });
+    const findings = auditIntegration({ entry, capabilities: capable, configuredScopes, keyState, managementCredential: { status: 'present' }, kvMount: vault.kvMount, now: new Date() });
     return findings.map((finding) => [finding.severity, finding.check, finding.message]);
   }
 
@@ -360,6 +360,14 @@ describe('audit of provider restrictions', () => {
       ['high', 'no-ip-allowlist', "restrictions.ip_allowlist contains 0.0.0.0/0 and ::/0, which allows every address; list the consumers' addresses instead"],
       ['medium', 'broad-scopes', 'restrictions.scopes includes "admin", "*", which grants broad access; list narrower scopes'],
     ]);
+  });
+
+  it('scopes from the provider config count', async () => {
+    const narrow = await findingsFor({ ip_allowlist: ['203.0.113.0/24'], expires_after: '90d' }, ['read_only']);
+    const broad = await findingsFor({ ip_allowlist: ['203.0.113.0/24'], expires_after: '90d' }, ['full']);
+
+    assert.deepEqual(narrow, []);
+    assert.deepEqual(broad, [['medium', 'broad-scopes', 'the provider config grants "full", which grants broad access; list narrower scopes']]);
   });
 
   it('narrow restrictions raise nothing', async () => {

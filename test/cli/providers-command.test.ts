@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { getProvider } from '../../providers/registry';
 import { runCli } from '../support/cli';
 
 const expectedProviders = ['aws-iam', 'binance', 'bybit', 'cloudflare', 'datadog', 'gateio', 'gitlab', 'kucoin', 'manual', 'okx', 'openai', 'quicknode'];
@@ -28,5 +29,18 @@ describe('rotor providers', () => {
     assert.ok(providers.every((provider) => provider.help.length > 0), 'every provider should carry its help text');
     assert.ok(Object.keys(gitlab?.config.properties ?? {}).includes('token_type'));
     assert.ok(Object.keys(gitlab?.secret.properties ?? {}).includes('token'));
+  });
+
+  it('configured scopes of default configs', () => {
+    const scopesOf = (name: string, config: Record<string, unknown>): string[] | undefined => {
+      const provider = getProvider(name);
+      return provider.configuredScopes?.(provider.configSchema.parse(config));
+    };
+
+    assert.deepEqual(scopesOf('okx', { sub_account: 'tradingbot01' }), ['read_only']);
+    assert.deepEqual(scopesOf('bybit', { sub_uid: 53888002 }), ['read-only']);
+    assert.deepEqual(scopesOf('binance', { sub_account_id: 437329423 }), ['read-only']);
+    assert.deepEqual(scopesOf('kucoin', { sub_name: 'gridbot01' }), ['General']);
+    assert.deepEqual(scopesOf('bybit', { sub_uid: 53888002, read_only: false, permissions: { ContractTrade: ['Order'] } }), ['ContractTrade:Order']);
   });
 });

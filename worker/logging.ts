@@ -9,6 +9,8 @@ const pinoLevels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'
   ERROR: 'error',
 };
 
+const activityOnlyWorkerWarning = 'No workflows registered, not polling for workflow tasks';
+
 /**
  * Passes the Temporal SDK's log calls (worker, workflow through its sink, activity context and
  * the Rust core) to pino, so everything the worker process logs is one JSON stream with one
@@ -18,7 +20,10 @@ export class PinoTemporalLogger implements TemporalLogger {
   constructor(private readonly logger: Logger) {}
 
   log(level: LogLevel, message: string, meta?: LogMetadata): void {
-    this.logger[pinoLevels[level]](toFields(meta), message);
+    // Each provider task queue has a worker for activities only, by design, and the SDK warns
+    // about every one of them at start.
+    const expected = level === 'WARN' && message === activityOnlyWorkerWarning;
+    this.logger[expected ? 'debug' : pinoLevels[level]](toFields(meta), message);
   }
 
   trace(message: string, meta?: LogMetadata): void {

@@ -247,9 +247,19 @@ function toVaultError(operation: string, address: string, error: unknown): Vault
   if (statusCode === undefined) {
     return new VaultError(`Vault at ${address} is unreachable (${code ?? 'no response'}) during ${operation}. Check VAULT_ADDR and that Vault is running.`);
   }
-  const messages = vaultMessages(error).filter((message) => message.length < 300);
+  // Vault lists several errors in one string, as "2 errors occurred:\n\t* permission denied\n\t*
+  // invalid token", so whitespace is collapsed to keep the message on one line.
+  const messages = vaultMessages(error)
+    .filter((message) => message.length < 300)
+    .map((message) => message.replace(/\s+/g, ' ').trim());
   const detail = messages.length > 0 ? `: ${messages.join('; ')}` : '';
-  const hint = statusCode === 403 ? ' Check that the Vault token or AppRole has a policy for this path.' : '';
+  const invalidToken = messages.some((message) => message.includes('invalid token'));
+  let hint = '';
+  if (statusCode === 403) {
+    hint = invalidToken
+      ? ' The Vault token is invalid or expired: check VAULT_TOKEN, or the AppRole settings when Rotor logs in with VAULT_ROLE_ID.'
+      : ' Check that the Vault token or AppRole has a policy for this path.';
+  }
   return new VaultError(`Vault ${operation} failed with HTTP ${statusCode}${detail}.${hint}`, statusCode);
 }
 

@@ -79,6 +79,8 @@ describe('Vault KV v2 store on the real dev server', () => {
     assert.ok(error instanceof VaultError);
     assert.equal(error.statusCode, 403);
     assert.match(error.message, /HTTP 403/);
+    assert.match(error.message, /The Vault token is invalid or expired: check VAULT_TOKEN/);
+    assert.equal(error.message.includes('\n'), false, 'the message should be one line');
     assert.doesNotMatch(`${error.message} ${JSON.stringify(error)}`, /secret-value-123|bad-token-/);
   });
 });

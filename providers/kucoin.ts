@@ -199,7 +199,7 @@ async function listKeys(context: KucoinContext): Promise<ProviderKey[]> {
 
 /**
  * Creates an API key for the sub-account with a derived passphrase, the requested permissions,
- * IP whitelist and expiry, and the rotation label as its remark. KuCoin's answer repeats the
+ * IP whitelist and expiry, and the rotation label as its remark. KuCoin's response repeats the
  * permissions and IP whitelist, and a key whose restrictions differ is deleted again.
  */
 async function createKey(context: KucoinContext, request: CreateKeyRequest): Promise<CreatedKey> {
@@ -635,8 +635,8 @@ async function sendSigned<T>(
       body: method === 'POST' ? body : undefined,
       signal: context.signal,
       defaultRetryAfterMs: DEFAULT_RATE_LIMIT_DELAY_MS,
-      // KuCoin sends its code with HTTP 401, 403 and 429 too, and a known one says more than the
-      // status. A 429 carries the delay in gw-ratelimit-reset.
+      // KuCoin sends its code with HTTP 401, 403 and 429 too, and a known one is more precise than
+      // the status. A 429 carries the delay in gw-ratelimit-reset.
       describeError: (status, json, responseHeaders) => {
         const envelope = envelopeSchema.safeParse(json);
         if (!envelope.success || envelope.data.code === SUCCESS_CODE || !isKnownCode(envelope.data.code)) {
@@ -729,7 +729,7 @@ function unexpectedResponse(call: KucoinCall, problem: string): ProviderError {
   });
 }
 
-/** Names the field of the first issue and never its value, because a create response holds the new secret. */
+/** Names the field of the first issue and never its value, because a create response contains the new secret. */
 function describeIssue(issue: z.core.$ZodIssue, value: unknown, prefix: PropertyKey[]): string {
   const path = formatPath([...prefix, ...issue.path]);
   return valueAtPath(value, issue.path) === undefined ? `${path} is missing` : `${path}: ${issue.message}`;
@@ -800,7 +800,7 @@ function classifyCode(code: string, httpStatus: number): ProviderErrorKind {
 }
 
 /**
- * Returns the delay KuCoin asks for in gw-ratelimit-reset (milliseconds until the pool refills),
+ * Returns the delay KuCoin requests in gw-ratelimit-reset (milliseconds until the pool refills),
  * bounded, plus a random share of one second. `random` returns a number in [0, 1), as Math.random does.
  */
 export function kucoinRateLimitDelayMs(headers: Headers | undefined, random = Math.random): number {
@@ -826,7 +826,7 @@ function kucoinFailure(code: string, vendorMessage: string, httpStatus: number, 
 
 /**
  * Rewrites the errors sendVendorRequest raises for HTTP 401, 403 and 429 without a known KuCoin
- * code with KuCoin's context. Network errors and 5xx keep their message, which says Rotor retries.
+ * code with KuCoin's context. Network errors and 5xx keep their message, which states that Rotor retries.
  */
 function describeHttpFailure(error: unknown, call: KucoinCall): unknown {
   if (!(error instanceof ProviderError) || !['authentication', 'permission', 'rate-limited'].includes(error.kind) || !error.details.vendorCode?.startsWith('HTTP ')) {

@@ -485,7 +485,7 @@ async function callOkx<T>(context: OkxContext, call: OkxCall<T>): Promise<T> {
       body: method === 'POST' ? body : undefined,
       signal: context.signal,
       defaultRetryAfterMs: rateLimitDelayMs(),
-      // OKX sends its code with HTTP 401, 403 and 429 too; a known one says more than the status.
+      // OKX sends its code with HTTP 401, 403 and 429 too, and a known one is more precise than the status.
       describeError: (status, json) => {
         const envelope = okxEnvelopeSchema.safeParse(json);
         return envelope.success && isKnownOkxCode(envelope.data.code) ? okxFailure(envelope.data.code, envelope.data.msg, status, context, call) : undefined;

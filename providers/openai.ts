@@ -262,7 +262,7 @@ async function revokeKey(context: OpenAIContext, keyId: string): Promise<void> {
   }
 
   // NOTE: OpenAI's reference of November 2026 deletes service-account keys here, but older SDK
-  // releases say this endpoint rejects them. Keys Rotor creates never take this path.
+  // releases document that this endpoint rejects them. Keys Rotor creates never take this path.
   const call = adminCall(context, 'revokeKey', 'DELETE', `${projectPath(context)}/api_keys/${encodeURIComponent(keyId)}`, keyId);
   try {
     await callOpenAI(context, call, deletedSchema);

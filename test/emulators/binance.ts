@@ -93,9 +93,9 @@ export interface BinanceEmulator {
   keyDetails(apiKey: string): EmulatedBinanceKeyDetails | undefined;
   /** True when the emulator accepts the key: GET /sapi/v1/account/apiRestrictions signed with it succeeds. */
   accepts(key: BinanceKeyPair): Promise<boolean>;
-  /** Answers the next authenticated request to the endpoint (such as `GET /sapi/v1/broker/subAccountApi`) with this body and HTTP 200. */
+  /** Replaces the response to the next authenticated request to the endpoint (such as `GET /sapi/v1/broker/subAccountApi`) with this body and HTTP 200. */
   replaceNextResponse(endpoint: string, body: unknown): void;
-  /** Turns on a permission flag in the next apiRestrictions answer, as a key changed in the console would show. */
+  /** Turns on a permission flag in the next apiRestrictions response, as a key changed in the console would show. */
   grantNextRestrictionsFlag(flag: string): void;
   /** How many requests the emulator rejected with HTTP 429. */
   readonly rateLimitedResponses: number;

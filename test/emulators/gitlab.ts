@@ -25,7 +25,7 @@ import type { AddressInfo } from 'node:net';
  * Differences from GitLab: the rate limit is a token bucket shared by all callers, where GitLab
  * counts requests per user in a one-minute window. last_used_at changes on every request, where
  * GitLab updates it at most every 10 minutes. GitLab documents no limit on the number of tokens,
- * so the optional tokenLimit answers with the message GitLab EE uses when it refuses one.
+ * so the optional tokenLimit responds with the message GitLab EE uses when it refuses one.
  */
 
 const HOST = '127.0.0.1';

@@ -86,7 +86,7 @@ export interface EmulatedKucoinKey {
 export interface KucoinEmulator {
   /** Base URL, such as http://127.0.0.1:5123. */
   url: string;
-  /** Number of requests answered with code 429000 so far. */
+  /** Number of requests rejected with code 429000 so far. */
   readonly rateLimitedCount: number;
   /** Adds a management key of the master account and a sub-account with one API key. */
   seedAccount(options?: SeedKucoinAccountOptions): SeededKucoinAccount;
@@ -156,7 +156,7 @@ export async function startKucoinEmulator(options: KucoinEmulatorOptions = {}): 
     return key;
   };
 
-  /** Charges the weight to the caller's pool, and returns the 429 answer when the pool is spent. */
+  /** Charges the weight to the caller's pool, and returns the 429 response when the pool is spent. */
   const charge = (account: Account, weight: number): EmulatorResponse | undefined => {
     const now = Date.now();
     const bucket = account.uid;

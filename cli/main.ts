@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { failOnSeverities, runAuditCommand, type AuditCommandOptions } from './commands/audit';
 import { defaultDemoInventory, runDemoCommand } from './commands/demo';
@@ -12,6 +14,7 @@ import { runWorkerCommand } from './commands/worker';
 import { exitCodes, reportError, UsageError } from './errors';
 import { defaultInventoryFile } from './integrations';
 import { reportFormats } from './report-format';
+import { repositoryRoot } from '../shared/tools';
 import { defaultDataDirectory } from './stack';
 
 interface RotateCommandOptions {
@@ -23,11 +26,18 @@ interface RotateCommandOptions {
   wait?: boolean;
 }
 
+/** Returns the version in package.json, which `npm version` keeps current. */
+function packageVersion(): string {
+  const manifest = JSON.parse(fs.readFileSync(path.join(repositoryRoot, 'package.json'), 'utf8')) as { version?: string };
+  return manifest.version ?? 'unknown';
+}
+
 const program = new Command();
 
 program
   .name('rotor')
   .description('Rotate third-party API keys with Temporal workflows and HashiCorp Vault.')
+  .version(packageVersion(), '-V, --version', 'print the Rotor version')
   .showHelpAfterError()
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(text) });

@@ -264,9 +264,9 @@ async function verifyKey(context: BinanceContext, keyId: string, secret: Record<
 
   // The permissions from the config and the requested scopes must be on, the ones Rotor never
   // grants off, and a requested allowlist must have restricted the key.
-  const wanted = mergePermissions(context.config.permissions, requested.scopes ?? []);
+  const requiredPermissions = mergePermissions(context.config.permissions, requested.scopes ?? []);
   const unexpected = NEVER_GRANTED.filter((flag) => restrictions[flag] === true);
-  const missing = wanted.filter((permission) => !restrictions[RESTRICTION_FLAG_OF[permission]]);
+  const missing = requiredPermissions.filter((permission) => !restrictions[RESTRICTION_FLAG_OF[permission]]);
   const unrestricted = (requested.ipAllowlist ?? []).length > 0 && !restrictions.ipRestrict;
   if (unexpected.length > 0 || missing.length > 0 || unrestricted) {
     const problems = [

@@ -29,7 +29,7 @@ const DEFAULT_BASE_URL = 'https://gitlab.com/api/v4';
 // can raise it to 400 days (feature flag buffered_token_expiration_limit), and administrators of
 // GitLab Ultimate can lower it (https://docs.gitlab.com/user/profile/personal_access_tokens/).
 const DEFAULT_MAX_LIFETIME_DAYS = 365;
-const LONGEST_MAX_LIFETIME_DAYS = 400;
+const MAX_LIFETIME_DAYS_CAP = 400;
 
 // Token names are varchar(255) in GitLab's database.
 const MAX_TOKEN_NAME_LENGTH = 255;
@@ -101,7 +101,7 @@ export const gitlabConfigSchema = z
       .number()
       .int()
       .min(1)
-      .max(LONGEST_MAX_LIFETIME_DAYS)
+      .max(MAX_LIFETIME_DAYS_CAP)
       .default(DEFAULT_MAX_LIFETIME_DAYS)
       .describe('Maximum token lifetime the GitLab instance allows, in days; new tokens without expires_after expire this many days ahead'),
   })
@@ -158,7 +158,7 @@ Config:
   token_name         readable name for new tokens (optional). The token's name in GitLab is
                      "<token_name> (<rotation label>)", or the label alone.
   max_lifetime_days  the instance's maximum token lifetime (default ${DEFAULT_MAX_LIFETIME_DAYS}; GitLab 17.6 and
-                     later may allow ${LONGEST_MAX_LIFETIME_DAYS}, and an administrator may set less).
+                     later may allow ${MAX_LIFETIME_DAYS_CAP}, and an administrator may set less).
 
 Management credential (stored in Vault): token, a personal access token with the api scope.
   project tokens   its user needs the Maintainer role on the project, or Owner for an owner token.

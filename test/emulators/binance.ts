@@ -7,12 +7,14 @@ import { hmacSha256Hex, signaturesEqual } from '../../providers/signing';
 /**
  * An in-memory emulator of the Binance Link (broker) endpoints that manage sub-account API keys,
  * plus GET /sapi/v1/account/apiRestrictions, for the tests, the demo and the benchmark. It
- * listens on 127.0.0.1 only and enforces Binance's rules as its documentation states them: HMAC
- * signatures over the query string followed by the body, recvWindow, unknown and deleted keys
- * (code -2015), IP restrictions checked against the caller's address, the "trade" permission the
- * broker endpoints require, and a per-account rate limit on key management, rejected with HTTP
- * 429, Retry-After and code -1003. NOTE: Binance documents its codes, not the HTTP status of each,
- * so 401 for -2014 and -2015 and 400 for the other codes are assumed.
+ * listens on 127.0.0.1 only and enforces Binance's documented rules:
+ * - HMAC signatures over the query string followed by the body, and recvWindow;
+ * - unknown and deleted keys rejected with code -2015;
+ * - IP restrictions checked against the caller's address;
+ * - the "trade" permission the broker endpoints require;
+ * - a per-account rate limit on key management, rejected with HTTP 429, Retry-After and -1003.
+ * NOTE: Binance documents its codes, not the HTTP status of each, so 401 for -2014 and -2015 and
+ * 400 for the other codes are assumed.
  *
  * Endpoints: GET, POST and DELETE /sapi/v1/broker/subAccountApi,
  * POST /sapi/v2/broker/subAccountApi/ipRestriction and GET /sapi/v1/account/apiRestrictions.

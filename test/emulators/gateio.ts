@@ -5,11 +5,15 @@ import ipaddr from 'ipaddr.js';
 
 /**
  * An in-memory emulator of the Gate.io APIv4 endpoints that manage sub-account API keys, for the
- * tests, the demo and the benchmark. It listens on 127.0.0.1 only and enforces Gate.io's rules as
- * its reference states them: the KEY, Timestamp and SIGN headers with a 60-second clock window,
- * unknown and deleted keys, IP whitelists of single IPv4 addresses checked against the caller's
- * address, 20 keys per account, and the per-endpoint rate limit, rejected with HTTP 429,
- * TOO_MANY_REQUESTS and the X-Gate-RateLimit headers. Every error is Gate.io's { label, message }.
+ * tests, the demo and the benchmark. It listens on 127.0.0.1 only and enforces the rules of
+ * Gate.io's reference:
+ * - the KEY, Timestamp and SIGN headers, with a 60-second clock window;
+ * - unknown and deleted keys rejected;
+ * - IP whitelists of single IPv4 addresses, checked against the caller's address;
+ * - 20 keys per account;
+ * - the per-endpoint rate limit, rejected with HTTP 429, TOO_MANY_REQUESTS and the
+ *   X-Gate-RateLimit headers.
+ * Every error is Gate.io's { label, message }.
  *
  * Endpoints, below /api/v4: GET, POST /sub_accounts/{user_id}/keys, GET and DELETE
  * /sub_accounts/{user_id}/keys/{key}, and GET /account/detail.

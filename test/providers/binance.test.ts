@@ -21,7 +21,7 @@ import type { VaultStore } from '../../shared/vault';
 import type { IntegrationSpec, RotationResult } from '../../workflows/rotation-types';
 import { startBinanceEmulator, type BinanceEmulator, type BinanceKeyPair, type SeededBinanceAccount } from '../emulators/binance';
 import { capturedRuntimeLogger, startTestWorker, testClient, testVault, uniqueSuffix, type RunningTestWorker } from '../support/environment';
-import { historyText } from '../support/rotations';
+import { historyText, settleRotations } from '../support/rotations';
 
 // Every log line the provider writes during the unit tests, searched for secrets at the end.
 const logLines: string[] = [];
@@ -625,11 +625,8 @@ describe('binance rotations on real Temporal and Vault', () => {
       const handles = await Promise.all(
         prepared.map(({ integration }) => startRotation(client, integration, { taskQueue: stormQueue, dryRun: false, requestedBy: 'test' })),
       );
-      // allSettled waits for every rotation, so none is still running when the worker stops.
-      const settled = await Promise.allSettled(handles.map((handle) => handle.result()));
-      const failures = settled.flatMap((outcome) => (outcome.status === 'rejected' ? [String(outcome.reason?.cause?.message ?? outcome.reason)] : []));
+      const { results, failures } = await settleRotations(handles);
       assert.deepEqual(failures, []);
-      const results = settled.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
 
       assert.deepEqual(
         results.map((result) => result.outcome),

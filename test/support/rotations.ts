@@ -2,7 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { stateQuery } from '../../workflows/rotate-key';
-import type { RotationPhase, RotationState } from '../../workflows/rotation-types';
+import type { RotationPhase, RotationResult, RotationState } from '../../workflows/rotation-types';
 
 /** Polls the rotation's state query until it reaches the phase, or fails after the timeout. */
 export async function waitForPhase(handle: WorkflowHandle, phase: RotationPhase, timeoutMs = 30_000): Promise<RotationState> {
@@ -52,4 +52,15 @@ export async function waitForActivityCompleted(handle: WorkflowHandle, activityT
     await delay(25);
   }
   throw new Error(`activity ${activityType} of ${handle.workflowId} did not complete in ${timeoutMs} ms`);
+}
+
+/**
+ * Waits for every rotation, so none is still running when the test's worker stops, and returns
+ * the results of those that ended and the failure messages of those that did not.
+ */
+export async function settleRotations(handles: WorkflowHandle[]): Promise<{ results: RotationResult[]; failures: string[] }> {
+  const settled = await Promise.allSettled(handles.map((handle) => handle.result() as Promise<RotationResult>));
+  const failures = settled.flatMap((outcome) => (outcome.status === 'rejected' ? [String(outcome.reason?.cause?.message ?? outcome.reason)] : []));
+  const results = settled.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
+  return { results, failures };
 }
